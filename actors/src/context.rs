@@ -1,0 +1,61 @@
+//! [`Context`]: what a processor call may see and do.
+
+use crate::processor::{Processor, TimeDomain, TimerName};
+use crate::timers::TimerQueue;
+
+/// The context of one `process`, `on_timer` or `on_late` call. It lives for
+/// that call only (the borrow checker enforces it).
+pub struct Context<'a, P: Processor> {
+    pub(crate) key: &'a P::Key,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) watermark: i64,
+    pub(crate) now: i64,
+    pub(crate) out: &'a mut Vec<P::Out>,
+    pub(crate) timers: &'a mut TimerQueue<P::Key>,
+}
+
+impl<P: Processor> Context<'_, P> {
+    /// The key this call is for.
+    pub fn key(&self) -> &P::Key {
+        self.key
+    }
+
+    /// The record's event time (ms since the epoch); for a timer call, the
+    /// timer's time; `None` when the record carried none.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The partition's current watermark (ms since the epoch; `i64::MIN`
+    /// before any event time was seen).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The processing time of this call (ms since the epoch, from the job's
+    /// clock).
+    pub fn processing_time(&self) -> i64 {
+        self.now
+    }
+
+    /// Emits an output record to the job's sink.
+    pub fn emit(&mut self, out: P::Out) {
+        self.out.push(out);
+    }
+
+    /// Sets this key's timer `name` to fire at `at` in `domain`, replacing a
+    /// timer of the same name.
+    pub fn set_timer(&mut self, name: impl Into<TimerName>, at: i64, domain: TimeDomain) {
+        self.timers.set(self.key, name.into(), domain, at);
+    }
+
+    /// Cancels this key's timer `name`, if set.
+    pub fn cancel_timer(&mut self, name: &str) {
+        self.timers.cancel(self.key, name);
+    }
+
+    /// This key's timer `name`, if set: its domain and time.
+    pub fn timer(&self, name: &str) -> Option<(TimeDomain, i64)> {
+        self.timers.get(self.key, name)
+    }
+}

@@ -1,0 +1,576 @@
+//! [`PartitionCore`]: everything a partition does, with the I/O at the edges.
+//!
+//! The core owns one partition's virtual key actors, timer queue and
+//! watermark, and writes through a [`Store`]. It has no threads and no
+//! channels: the ractor [`PartitionActor`](crate::PartitionActor) drives it
+//! in production with a RocksDB store, and the [`TestDriver`](crate::TestDriver)
+//! drives it with an in-memory store and a manual clock, so the tests run
+//! the exact code production runs.
+//!
+//! ## Virtual key actors
+//! A key is activated by its first record or timer: its state is read from
+//! the store (or defaults) into a slot of an LRU table. The slot is the key
+//! actor: it holds the state and handles every call for that key, one at a
+//! time, in input order. A key is passivated (dirty state written back, slot
+//! dropped) when it has been idle for `idle_passivation_ms`, when the table
+//! is at `live_actor_cap`, or when the partition finishes. Memory is thus
+//! bounded by the cap, whatever the number of distinct keys. A state equal to
+//! `State::default()` is deleted rather than stored.
+//!
+//! ## Order of effects for one record
+//! 1. the watermark observes the record's time; timers now due fire first;
+//! 2. a late record (time below the watermark) is counted and handed to
+//!    `on_late`; any other record to `process`;
+//! 3. timer changes made by the call are written to the store at once;
+//!    state is written when the key passivates or the partition flushes.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lru::LruCache;
+use rustc_hash::FxBuildHasher;
+use weir_state::layout::{parse_timer_key, timer_key};
+use weir_state::value::{decode_value, encode_value};
+use weir_state::{KeyCodec, Space, Store};
+
+use crate::Error;
+use crate::clock::Clock;
+use crate::context::Context;
+use crate::processor::{ProcessError, Processor, TimeDomain};
+use crate::timers::{Change, TimerQueue};
+use crate::watermark::Watermark;
+
+/// How a partition behaves. Built by the job from its settings.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The partition id, reported in dead letters and errors.
+    pub partition: u32,
+    /// Most keys live at once in this partition (at least 1).
+    pub live_actor_cap: usize,
+    /// Passivate keys idle this long in processing time (`None`: only the
+    /// cap passivates).
+    pub idle_passivation_ms: Option<i64>,
+    /// Bounded out-of-orderness of event time (`None`: records do not move
+    /// the watermark; only explicit advances do).
+    pub out_of_orderness_ms: Option<i64>,
+    /// An idle partition's watermark follows processing time after this
+    /// long without records (`None`: never).
+    pub idle_watermark_ms: Option<i64>,
+    /// Attempts for a call failing with [`ProcessError::Retry`] before the
+    /// input is dead-lettered.
+    pub max_attempts: u32,
+    /// Back-off before the first retry; doubles each attempt up to a second.
+    pub retry_backoff: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            partition: 0,
+            live_actor_cap: 100_000,
+            idle_passivation_ms: Some(60_000),
+            out_of_orderness_ms: Some(5_000),
+            idle_watermark_ms: Some(10_000),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(10),
+        }
+    }
+}
+
+/// One decoded input record on its way to its key actor.
+#[derive(Debug, Clone)]
+pub struct Envelope<K, V> {
+    /// The record's key.
+    pub key: K,
+    /// Its event time, ms since the epoch.
+    pub timestamp: Option<i64>,
+    /// The decoded value.
+    pub value: V,
+    /// Its position in the source (a byte offset for files).
+    pub position: u64,
+    /// Where its raw bytes lie in the batch's data, for dead letters.
+    pub raw: Range<usize>,
+}
+
+/// Records of one partition, with the raw bytes they were decoded from.
+#[derive(Debug, Clone)]
+pub struct InputBatch<K, V> {
+    /// Raw input the records' `raw` ranges point into.
+    pub data: Arc<[u8]>,
+    /// The records, in input order.
+    pub records: Vec<Envelope<K, V>>,
+}
+
+/// A record (or timer) that could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The partition it belonged to, when known.
+    pub partition: Option<u32>,
+    /// Its position in the source, when it came from one.
+    pub position: Option<u64>,
+    /// The raw input (for a timer: a description of it).
+    pub raw: Vec<u8>,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// What a partition has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Records received (late ones included).
+    pub records: u64,
+    /// Records behind the watermark.
+    pub late: u64,
+    /// Records and timers dead-lettered.
+    pub dead_lettered: u64,
+    /// Outputs emitted.
+    pub emitted: u64,
+    /// Timers fired.
+    pub timers_fired: u64,
+    /// Keys activated (state loaded or defaulted).
+    pub activations: u64,
+    /// Keys passivated.
+    pub passivations: u64,
+}
+
+struct Slot<S> {
+    state: S,
+    dirty: bool,
+    last_active: i64,
+}
+
+/// One partition's keys, timers and watermark over a store.
+pub struct PartitionCore<P: Processor, S: Store> {
+    processor: Arc<P>,
+    store: S,
+    config: CoreConfig,
+    clock: Arc<dyn Clock>,
+    keys: LruCache<P::Key, Slot<P::State>, FxBuildHasher>,
+    timers: TimerQueue<P::Key>,
+    watermark: Watermark,
+    out: Vec<P::Out>,
+    dead: Vec<DeadLetter>,
+    counters: Counters,
+    key_buf: Vec<u8>,
+    val_buf: Vec<u8>,
+    timer_buf: Vec<u8>,
+    default_encoding: Vec<u8>,
+}
+
+/// Runs one user call with retries; on final failure records a dead letter.
+/// A macro rather than a function: the call borrows the context and state
+/// it is given, which closures returning futures cannot express with `Send`.
+macro_rules! call_with_retry {
+    ($core:ident, $slot:ident, $key:expr, $ts:expr, $raw:expr, $pos:expr,
+     |$ctx:ident, $state:ident| $call:expr) => {{
+        let mut attempt = 1;
+        let mut backoff = $core.config.retry_backoff;
+        loop {
+            let mark = $core.out.len();
+            let mut $ctx = Context {
+                key: $key,
+                timestamp: $ts,
+                watermark: $core.watermark.current(),
+                now: $core.clock.now_ms(),
+                out: &mut $core.out,
+                timers: &mut $core.timers,
+            };
+            let $state = &mut $slot.state;
+            let result = $call.await;
+            $slot.dirty = true;
+            match result {
+                Ok(()) => break,
+                Err(ProcessError::Retry(reason)) if attempt < $core.config.max_attempts => {
+                    $core.out.truncate(mark);
+                    tracing::debug!(partition = $core.config.partition, attempt, %reason, "retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    attempt += 1;
+                }
+                Err(e) => {
+                    $core.out.truncate(mark);
+                    let reason = match e {
+                        ProcessError::Retry(r) => format!("retries exhausted after {attempt} attempts: {r}"),
+                        ProcessError::Poison(r) => r,
+                    };
+                    $core.counters.dead_lettered += 1;
+                    $core.dead.push(DeadLetter {
+                        partition: Some($core.config.partition),
+                        position: $pos,
+                        raw: $raw,
+                        reason,
+                    });
+                    break;
+                }
+            }
+        }
+    }};
+}
+
+impl<P: Processor, S: Store> PartitionCore<P, S> {
+    /// A core over `store`, loading the timers stored there.
+    pub fn new(
+        processor: Arc<P>,
+        mut store: S,
+        config: CoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let mut timers = TimerQueue::default();
+        let partition = config.partition;
+        store.for_each(Space::Timers, &mut |k, _| {
+            let (domain, at, key, name) = parse_timer_key::<P::Key>(k)?;
+            let domain = TimeDomain::from_byte(domain).ok_or_else(|| {
+                weir_state::Error::KeyDecode(format!("unknown timer domain {domain}"))
+            })?;
+            timers.load(key, name.into(), domain, at);
+            Ok(())
+        })?;
+        let mut default_encoding = Vec::new();
+        encode_value(&P::State::default(), &mut default_encoding)?;
+        let now = clock.now_ms();
+        tracing::debug!(partition, timers = timers.len(), "partition core ready");
+        Ok(Self {
+            processor,
+            store,
+            watermark: Watermark::new(config.out_of_orderness_ms, config.idle_watermark_ms, now),
+            config,
+            clock,
+            keys: LruCache::unbounded_with_hasher(FxBuildHasher),
+            timers,
+            out: Vec::new(),
+            dead: Vec::new(),
+            counters: Counters::default(),
+            key_buf: Vec::with_capacity(64),
+            val_buf: Vec::with_capacity(256),
+            timer_buf: Vec::with_capacity(64),
+            default_encoding,
+        })
+    }
+
+    /// The partition id.
+    pub fn partition(&self) -> u32 {
+        self.config.partition
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> i64 {
+        self.watermark.current()
+    }
+
+    /// Keys live now.
+    pub fn live_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Timers pending now.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// The store, for checkpoints and inspection.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Takes the outputs emitted since the last call.
+    pub fn take_outputs(&mut self) -> Vec<P::Out> {
+        self.counters.emitted += self.out.len() as u64;
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether outputs are waiting to be taken.
+    pub fn has_outputs(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Takes the dead letters recorded since the last call.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Whether dead letters are waiting to be taken.
+    pub fn has_dead_letters(&self) -> bool {
+        !self.dead.is_empty()
+    }
+
+    /// The state of `key` as the processor would see it now.
+    pub fn state_of(&mut self, key: &P::Key) -> Result<P::State, Error>
+    where
+        P::State: Clone,
+    {
+        if let Some(slot) = self.keys.peek(key) {
+            return Ok(slot.state.clone());
+        }
+        self.load_state(key)
+    }
+
+    /// Processes every record of a batch, in order.
+    pub async fn process_batch(&mut self, batch: &InputBatch<P::Key, P::In>) -> Result<(), Error> {
+        for env in &batch.records {
+            let raw = batch.data.get(env.raw.clone()).unwrap_or(&[]);
+            self.process_record(env, raw).await?;
+        }
+        Ok(())
+    }
+
+    /// Processes one record; `raw` is its input, for dead letters.
+    pub async fn process_record(
+        &mut self,
+        env: &Envelope<P::Key, P::In>,
+        raw: &[u8],
+    ) -> Result<(), Error> {
+        self.counters.records += 1;
+        let now = self.clock.now_ms();
+        if self.watermark.observe(env.timestamp, now) {
+            self.fire_event_timers().await?;
+        }
+        let late = env.timestamp.is_some_and(|ts| self.watermark.is_late(ts));
+        self.activate(&env.key, now)?;
+        let processor = Arc::clone(&self.processor);
+        let slot = self.keys.get_mut(&env.key).expect("activated above");
+        if late {
+            self.counters.late += 1;
+            call_with_retry!(
+                self,
+                slot,
+                &env.key,
+                env.timestamp,
+                raw.to_vec(),
+                Some(env.position),
+                |ctx, state| processor.on_late(&mut ctx, state, &env.value)
+            );
+        } else {
+            call_with_retry!(
+                self,
+                slot,
+                &env.key,
+                env.timestamp,
+                raw.to_vec(),
+                Some(env.position),
+                |ctx, state| processor.process(&mut ctx, state, &env.value)
+            );
+        }
+        self.persist_timer_changes()?;
+        self.enforce_cap()
+    }
+
+    /// Processing time passed: advances an idle watermark, fires due timers
+    /// of both domains and passivates idle keys.
+    pub async fn tick(&mut self) -> Result<(), Error> {
+        let now = self.clock.now_ms();
+        if self.watermark.tick(now) {
+            self.fire_event_timers().await?;
+        }
+        self.fire_due(TimeDomain::ProcessingTime, now).await?;
+        if let Some(idle) = self.config.idle_passivation_ms {
+            let cutoff = now.saturating_sub(idle);
+            while self
+                .keys
+                .peek_lru()
+                .is_some_and(|(_, slot)| slot.last_active < cutoff)
+            {
+                let (key, slot) = self.keys.pop_lru().expect("peeked");
+                self.passivate(&key, slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the watermark to `ts` (if later) and fires what became due.
+    pub async fn advance_watermark_to(&mut self, ts: i64) -> Result<(), Error> {
+        if self.watermark.advance_to(ts) {
+            self.fire_event_timers().await?;
+        }
+        Ok(())
+    }
+
+    /// The input ended: the watermark goes to the maximum so every
+    /// event-time timer fires, then all state is written back and flushed.
+    /// Processing-time timers stay stored for the next run.
+    pub async fn finish(&mut self) -> Result<(), Error> {
+        self.watermark.finish();
+        self.fire_event_timers().await?;
+        self.passivate_all()?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Writes every dirty state back, keeping keys live.
+    pub fn write_back(&mut self) -> Result<(), Error> {
+        let dirty: Vec<P::Key> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in dirty {
+            let slot = self.keys.peek_mut(&key).expect("listed above");
+            slot.dirty = false;
+            Self::write_state(
+                &mut self.store,
+                &mut self.key_buf,
+                &mut self.val_buf,
+                &self.default_encoding,
+                &key,
+                &slot.state,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Passivates every live key.
+    pub fn passivate_all(&mut self) -> Result<(), Error> {
+        while let Some((key, slot)) = self.keys.pop_lru() {
+            self.passivate(&key, slot)?;
+        }
+        Ok(())
+    }
+
+    async fn fire_event_timers(&mut self) -> Result<(), Error> {
+        let wm = self.watermark.current();
+        self.fire_due(TimeDomain::EventTime, wm).await
+    }
+
+    async fn fire_due(&mut self, domain: TimeDomain, upto: i64) -> Result<(), Error> {
+        if self.timers.next_due(domain).is_none_or(|t| t > upto) {
+            return Ok(());
+        }
+        let processor = Arc::clone(&self.processor);
+        while let Some((key, timer)) = self.timers.pop_due(domain, upto) {
+            self.counters.timers_fired += 1;
+            let now = self.clock.now_ms();
+            self.activate(&key, now)?;
+            let slot = self.keys.get_mut(&key).expect("activated above");
+            let at = timer.at;
+            call_with_retry!(
+                self,
+                slot,
+                &key,
+                Some(at),
+                format!(
+                    "timer {:?} at {} ({:?}) for key {:?}",
+                    timer.name, at, timer.domain, key
+                )
+                .into_bytes(),
+                None,
+                |ctx, state| processor.on_timer(&mut ctx, state, timer.clone())
+            );
+            self.persist_timer_changes()?;
+            self.enforce_cap()?;
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self, key: &P::Key, now: i64) -> Result<(), Error> {
+        if let Some(slot) = self.keys.get_mut(key) {
+            slot.last_active = now;
+            return Ok(());
+        }
+        let state = self.load_state(key)?;
+        self.counters.activations += 1;
+        self.keys.push(
+            key.clone(),
+            Slot {
+                state,
+                dirty: false,
+                last_active: now,
+            },
+        );
+        Ok(())
+    }
+
+    fn enforce_cap(&mut self) -> Result<(), Error> {
+        while self.keys.len() > self.config.live_actor_cap.max(1) {
+            let (key, slot) = self.keys.pop_lru().expect("over the cap, so not empty");
+            self.passivate(&key, slot)?;
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, key: &P::Key) -> Result<P::State, Error> {
+        self.key_buf.clear();
+        key.encode_key(&mut self.key_buf);
+        match self.store.get(Space::State, &self.key_buf)? {
+            Some(bytes) => decode_value(&bytes).map_err(|source| Error::State {
+                partition: self.config.partition,
+                key: format!("{key:?}"),
+                source,
+            }),
+            None => Ok(P::State::default()),
+        }
+    }
+
+    fn passivate(&mut self, key: &P::Key, slot: Slot<P::State>) -> Result<(), Error> {
+        self.counters.passivations += 1;
+        if slot.dirty {
+            Self::write_state(
+                &mut self.store,
+                &mut self.key_buf,
+                &mut self.val_buf,
+                &self.default_encoding,
+                key,
+                &slot.state,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_state(
+        store: &mut S,
+        key_buf: &mut Vec<u8>,
+        val_buf: &mut Vec<u8>,
+        default_encoding: &[u8],
+        key: &P::Key,
+        state: &P::State,
+    ) -> Result<(), Error> {
+        key_buf.clear();
+        key.encode_key(key_buf);
+        encode_value(state, val_buf)?;
+        if val_buf.as_slice() == default_encoding {
+            store.delete(Space::State, key_buf)?;
+        } else {
+            store.put(Space::State, key_buf, val_buf)?;
+        }
+        Ok(())
+    }
+
+    fn persist_timer_changes(&mut self) -> Result<(), Error> {
+        for change in self.timers.drain_changes() {
+            let (key, name, domain, at, set) = match &change {
+                Change::Set {
+                    key,
+                    name,
+                    domain,
+                    at,
+                } => (key, name, domain, at, true),
+                Change::Remove {
+                    key,
+                    name,
+                    domain,
+                    at,
+                } => (key, name, domain, at, false),
+            };
+            self.key_buf.clear();
+            key.encode_key(&mut self.key_buf);
+            timer_key(
+                domain.to_byte(),
+                *at,
+                &self.key_buf,
+                name,
+                &mut self.timer_buf,
+            );
+            if set {
+                self.store.put(Space::Timers, &self.timer_buf, &[])?;
+            } else {
+                self.store.delete(Space::Timers, &self.timer_buf)?;
+            }
+        }
+        Ok(())
+    }
+}

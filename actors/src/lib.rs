@@ -1,0 +1,55 @@
+//! weir-actors: the Processor API and the keyed actors that run it.
+//!
+//! Start with [`Processor`] and [`Context`] (what users write), then
+//! [`TestDriver`] (how they test it). The runtime side:
+//! - [`core`]: [`PartitionCore`], one partition's virtual key actors, timer
+//!   queue and watermark, over a `weir_state::Store` (sans-IO: no threads);
+//! - [`partition`]: [`PartitionActor`], the ractor actor that owns a
+//!   partition and drives its core;
+//! - [`timers`], [`watermark`], [`clock`]: small sans-IO types with their own
+//!   tests.
+//!
+//! This crate knows nothing about Kafka or files; `weir` wires sources and
+//! sinks to partitions.
+//!
+//! # Runtime semantics
+//! - Each key is a virtual actor: activated by its first record or timer,
+//!   passivated when idle or when the partition's live-actor cap is reached.
+//!   Its calls never overlap and follow input order.
+//! - A partition handles one message at a time; partitions run in parallel
+//!   on the tokio runtime.
+//! - Event-time timers fire when the watermark reaches them (before the
+//!   record that moved the watermark is processed); processing-time timers
+//!   fire on the partition's tick, with or without input.
+
+pub mod clock;
+mod context;
+pub mod core;
+pub mod partition;
+mod processor;
+mod testing;
+pub mod timers;
+pub mod watermark;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use context::Context;
+pub use core::{CoreConfig, Counters, DeadLetter, Envelope, InputBatch, PartitionCore};
+pub use partition::{Outlet, PartitionActor, PartitionArgs, PartitionMsg};
+pub use processor::{Key, ProcessError, Processor, TimeDomain, Timer, TimerName};
+pub use testing::TestDriver;
+
+/// Everything that can go wrong in a partition.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The state layer failed.
+    #[error(transparent)]
+    Store(#[from] weir_state::Error),
+    /// A key's stored state did not decode.
+    #[error("partition {partition}: state of key {key} does not decode: {source}")]
+    State {
+        partition: u32,
+        key: String,
+        #[source]
+        source: weir_state::Error,
+    },
+}

@@ -1,0 +1,180 @@
+//! The user API: [`Processor`], its errors, and timers.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_state::KeyCodec;
+
+use crate::context::Context;
+
+/// What a processor's key must be: hashable for the live-actor table,
+/// encodable for RocksDB (order-preserving, see `weir_state::codec`).
+pub trait Key: KeyCodec + Hash + Eq + Clone + Debug + Send + Sync + 'static {}
+impl<T: KeyCodec + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key for T {}
+
+/// The name of a timer. Setting a name again replaces that key's timer of the
+/// same name, so replaying input after a restore never doubles a timer.
+/// Names up to 24 bytes are stored inline (no allocation).
+pub type TimerName = compact_str::CompactString;
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimeDomain {
+    /// Fires when the partition's watermark reaches the timer's time.
+    EventTime,
+    /// Fires when the wall clock reaches the timer's time, with or without
+    /// input.
+    ProcessingTime,
+}
+
+impl TimeDomain {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            TimeDomain::EventTime => 0,
+            TimeDomain::ProcessingTime => 1,
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(TimeDomain::EventTime),
+            1 => Some(TimeDomain::ProcessingTime),
+            _ => None,
+        }
+    }
+}
+
+/// A timer that fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// The name it was set under.
+    pub name: TimerName,
+    /// The time it was set for, in milliseconds since the epoch.
+    pub at: i64,
+    /// The clock it followed.
+    pub domain: TimeDomain,
+}
+
+/// Why a record or timer could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    /// A transient failure: the runtime backs off and calls again with the
+    /// same input, up to the job's retry limit, then dead-letters it.
+    #[error("retryable: {0}")]
+    Retry(String),
+    /// The input can never be processed: it is dead-lettered with this
+    /// reason and processing moves on.
+    #[error("{0}")]
+    Poison(String),
+}
+
+impl ProcessError {
+    /// A poison error with a reason.
+    pub fn poison(reason: impl Into<String>) -> Self {
+        ProcessError::Poison(reason.into())
+    }
+
+    /// A retryable error with a reason.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        ProcessError::Retry(reason.into())
+    }
+}
+
+/// Keyed, stateful processing of one input stream.
+///
+/// For each key the runtime calls [`process`](Processor::process) once per
+/// record, in input order, and [`on_timer`](Processor::on_timer) when one of
+/// the key's timers fires, never two calls for one key at once. `state` is
+/// the key's own state: loaded from RocksDB when the key is activated,
+/// written back when it is passivated or checkpointed. A state equal to
+/// `State::default()` is not stored at all.
+///
+/// Implementations may use `async fn` for these methods.
+///
+/// ```
+/// use weir_actors::{Context, ProcessError, Processor, TimeDomain, Timer};
+///
+/// /// Counts records per key and emits the count one second (event time)
+/// /// after the first record.
+/// struct Count;
+///
+/// impl Processor for Count {
+///     type Key = String;
+///     type In = u32;
+///     type Out = (String, u64);
+///     type State = u64;
+///
+///     async fn process(&self, ctx: &mut Context<'_, Self>, n: &mut u64, _: &u32)
+///         -> Result<(), ProcessError> {
+///         if *n == 0 {
+///             let at = ctx.timestamp().unwrap_or(0) + 1000;
+///             ctx.set_timer("flush", at, TimeDomain::EventTime);
+///         }
+///         *n += 1;
+///         Ok(())
+///     }
+///
+///     async fn on_timer(&self, ctx: &mut Context<'_, Self>, n: &mut u64, _: Timer)
+///         -> Result<(), ProcessError> {
+///         ctx.emit((ctx.key().clone(), *n));
+///         *n = 0;
+///         Ok(())
+///     }
+/// }
+///
+/// let mut t = weir_actors::TestDriver::new(Count);
+/// t.push("a", 0, 1);
+/// t.push("a", 10, 2);
+/// t.advance_watermark_to(1000);
+/// assert_eq!(t.take_emitted(), vec![("a".to_string(), 2)]);
+/// ```
+pub trait Processor: Send + Sync + Sized + 'static {
+    /// The key records are grouped by; each key is one virtual actor.
+    type Key: Key;
+    /// A decoded input record.
+    type In: Send + Sync + 'static;
+    /// What the processor emits.
+    type Out: Send + 'static;
+    /// Per-key state, persisted with serde + bincode under a format version.
+    type State: Default + Serialize + DeserializeOwned + Send + 'static;
+
+    /// One record for `ctx.key()`, in input order.
+    ///
+    /// On `Err`, outputs emitted during this call are discarded; changes the
+    /// call made to `state` and to timers are kept, so a handler that may
+    /// fail should decide before it mutates.
+    fn process(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        state: &mut Self::State,
+        rec: &Self::In,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+
+    /// A timer set with [`Context::set_timer`] fired. Default: nothing.
+    fn on_timer(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        state: &mut Self::State,
+        timer: Timer,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        let _ = (ctx, state, timer);
+        async { Ok(()) }
+    }
+
+    /// A record arrived behind the watermark (it is already counted as
+    /// late). Default: dead-letter it with reason `"late"`. Return `Ok` to
+    /// drop it silently or after handling it (for instance by emitting a
+    /// correction).
+    fn on_late(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        state: &mut Self::State,
+        rec: &Self::In,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        let _ = (ctx, state, rec);
+        async { Err(ProcessError::poison("late")) }
+    }
+}

@@ -1,0 +1,144 @@
+//! Benchmark of the CEF alerts job: prints records/s and peak RSS.
+//!
+//! ```text
+//! cargo run --release --example bench_cef                 # 1M events, 10k and 1M keys
+//! cargo run --release --example bench_cef -- --events N --keys K [--one]
+//! ```
+//! Each configuration runs in a child process of its own, so its peak RSS
+//! (VmHWM) is its own. Figures go to BENCHMARKS.md.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use weir::cef::{Generator, GeneratorConfig};
+use weir::{DeadLetterFile, GeneratorSource, Job, JsonLines, Settings};
+
+#[path = "cef_alerts.rs"]
+#[allow(dead_code)]
+mod cef_alerts;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Distinct keys; without --one, runs 10,000 and 1,000,000.
+    #[arg(long)]
+    keys: Option<u64>,
+    /// Run one configuration in this process.
+    #[arg(long)]
+    one: bool,
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    #[arg(long, default_value_t = 100_000)]
+    live_actor_cap: usize,
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn config(args: &Args, keys: u64) -> GeneratorConfig {
+    GeneratorConfig {
+        events: args.events,
+        keys,
+        seed: 1,
+        ..GeneratorConfig::default()
+    }
+}
+
+/// The cost of producing and decoding the input alone, for comparison.
+fn input_only(args: &Args, keys: u64) -> (f64, f64) {
+    let mut g = Generator::new(config(args, keys));
+    let mut buf = Vec::new();
+    let t = Instant::now();
+    let mut lines = 0u64;
+    let mut decode = Duration::ZERO;
+    while !g.is_done() {
+        buf.clear();
+        lines += g.fill(&mut buf, 256 * 1024) as u64;
+        let d = Instant::now();
+        for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            std::hint::black_box(cef_alerts::decode_line(line, 2026).ok());
+        }
+        decode += d.elapsed();
+    }
+    let total = t.elapsed();
+    (
+        lines as f64 / (total - decode).as_secs_f64(),
+        lines as f64 / decode.as_secs_f64(),
+    )
+}
+
+fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
+    let (gen_rate, decode_rate) = input_only(args, keys);
+    let dir = tempfile::tempdir()?;
+    let settings = Settings {
+        partitions: args.partitions,
+        state_dir: dir.path().join("state"),
+        live_actor_cap: args.live_actor_cap,
+        ..Settings::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(
+        Job::new(cef_alerts::BruteForce {
+            window_ms: 60_000,
+            threshold: 5,
+        })
+        .settings(settings)
+        .source(GeneratorSource::new(config(args, keys)))
+        .decoder(|line: &[u8]| cef_alerts::decode_line(line, 2026))
+        .sink(JsonLines::create(dir.path().join("alerts.jsonl"))?)
+        .dead_letters(DeadLetterFile::create(dir.path().join("alerts.jsonl.dlq"))?)
+        .run(),
+    )?;
+    println!(
+        "events={} keys={} partitions={} cap={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        report.lines,
+        keys,
+        args.partitions,
+        args.live_actor_cap,
+        report.totals.emitted,
+        report.elapsed.as_secs_f64(),
+        report.lines_per_sec(),
+        peak_rss_mib(),
+        gen_rate,
+        decode_rate,
+        report.totals.activations,
+        report.totals.passivations,
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.one {
+        return run_one(&args, args.keys.unwrap_or(10_000));
+    }
+    let keys = args.keys.map_or(vec![10_000, 1_000_000], |k| vec![k]);
+    for k in keys {
+        let status = Command::new(std::env::current_exe()?)
+            .args([
+                "--one",
+                "--events",
+                &args.events.to_string(),
+                "--keys",
+                &k.to_string(),
+            ])
+            .args(["--partitions", &args.partitions.to_string()])
+            .args(["--live-actor-cap", &args.live_actor_cap.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "benchmark with {k} keys failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building weir needs on a fresh Debian machine that has the
+# Rust toolchain: libclang for RocksDB's bindings and a C++ compiler.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang\.so'; then
+  need+=(libclang-dev)
+fi
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "ops/setup.sh: installing ${need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, property, TestDriver, example,
+# doc and integration tests (real RocksDB, real processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ops/setup.sh
+cargo test --workspace "$@"

@@ -1,0 +1,497 @@
+//! The job: source -> decoder -> partitions (key actors) -> sink.
+//!
+//! [`Job`] wires a [`Source`] of lines, a [`Decode`] function that turns a
+//! line into a keyed, timestamped record, a [`Processor`], a [`Sink`] for its
+//! outputs and one for dead letters. Records are routed to partitions by a
+//! hash of their key ([`crate::partitioner`]); each partition is a ractor
+//! [`PartitionActor`] owning one RocksDB instance.
+//!
+//! Threads: the source reads and decodes on a blocking thread and sends
+//! batches (one per partition per chunk) to the partition actors, which run
+//! on the tokio runtime. Each partition grants a few batch credits
+//! (permits); the source waits for one before sending, so memory stays
+//! bounded when processing is slower than reading.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorRef};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use weir_actors::{
+    Clock, CoreConfig, Counters, DeadLetter, Envelope, InputBatch, Outlet, PartitionActor,
+    PartitionArgs, PartitionCore, PartitionMsg, Processor, SystemClock,
+};
+use weir_state::{KeyCodec, MemoryBudget, StateEnv};
+
+use crate::partitioner::partition_of;
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::{Error, Result};
+
+/// A decoded input record: its key, event time and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<K, V> {
+    pub key: K,
+    /// Event time, ms since the epoch.
+    pub timestamp: Option<i64>,
+    pub value: V,
+}
+
+/// Turns one input line into a record, or says why it cannot.
+pub trait Decode<K, V>: Send + Sync + 'static {
+    /// Decodes `line` (without its line end).
+    fn decode(&self, line: &[u8]) -> std::result::Result<Decoded<K, V>, String>;
+}
+
+impl<K, V, F> Decode<K, V> for F
+where
+    F: Fn(&[u8]) -> std::result::Result<Decoded<K, V>, String> + Send + Sync + 'static,
+{
+    fn decode(&self, line: &[u8]) -> std::result::Result<Decoded<K, V>, String> {
+        self(line)
+    }
+}
+
+/// How a job runs. Every field has a default suited to a laptop.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Partitions the input is split into (each with its own RocksDB).
+    pub partitions: u32,
+    /// Where partition state lives.
+    pub state_dir: PathBuf,
+    /// RocksDB memory for all partitions together.
+    pub memory: MemoryBudget,
+    /// Most key actors live at once, all partitions together.
+    pub live_actor_cap: usize,
+    /// Keys idle this long (processing time) are passivated.
+    pub idle_passivation: Option<Duration>,
+    /// Bounded out-of-orderness of event time.
+    pub max_out_of_orderness: Duration,
+    /// A partition without records this long advances its watermark with
+    /// processing time.
+    pub idle_watermark: Option<Duration>,
+    /// How often partitions look at processing time.
+    pub tick: Duration,
+    /// Attempts for retryable failures before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry back-off (doubles, capped at one second).
+    pub retry_backoff: Duration,
+    /// Batches in flight per partition.
+    pub batch_credits: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            partitions: 4,
+            state_dir: PathBuf::from("weir-state"),
+            memory: MemoryBudget::default(),
+            live_actor_cap: 100_000,
+            idle_passivation: Some(Duration::from_secs(60)),
+            max_out_of_orderness: Duration::from_secs(5),
+            idle_watermark: Some(Duration::from_secs(10)),
+            tick: Duration::from_millis(100),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(10),
+            batch_credits: 4,
+        }
+    }
+}
+
+impl Settings {
+    fn validate(&self) -> Result<()> {
+        if self.partitions == 0 {
+            return Err(Error::Config("partitions must be at least 1".into()));
+        }
+        if self.live_actor_cap == 0 {
+            return Err(Error::Config("live actor cap must be at least 1".into()));
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::Config("max attempts must be at least 1".into()));
+        }
+        if self.tick.is_zero() {
+            return Err(Error::Config("tick must be longer than zero".into()));
+        }
+        if self.batch_credits == 0 {
+            return Err(Error::Config("batch credits must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn core_config(&self, partition: u32) -> CoreConfig {
+        let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        CoreConfig {
+            partition,
+            live_actor_cap: (self.live_actor_cap / self.partitions as usize).max(1),
+            idle_passivation_ms: self.idle_passivation.map(ms),
+            out_of_orderness_ms: Some(ms(self.max_out_of_orderness)),
+            idle_watermark_ms: self.idle_watermark.map(ms),
+            max_attempts: self.max_attempts,
+            retry_backoff: self.retry_backoff,
+        }
+    }
+}
+
+/// What a finished job did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Lines read (blank lines excluded).
+    pub lines: u64,
+    /// Lines that did not decode (dead-lettered).
+    pub decode_errors: u64,
+    /// Partition counters, summed.
+    pub totals: Counters,
+    /// Each partition's counters.
+    pub partitions: Vec<Counters>,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Records dead-lettered, decode errors included.
+    pub fn dead_lettered(&self) -> u64 {
+        self.decode_errors + self.totals.dead_lettered
+    }
+
+    /// Lines per second.
+    pub fn lines_per_sec(&self) -> f64 {
+        self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Delivers partitions' outputs and dead letters to the job's sinks.
+struct SinkOutlet<T> {
+    out: Mutex<Box<dyn Sink<T>>>,
+    dlq: Mutex<Box<dyn Sink<DeadLetter>>>,
+    failure: Mutex<Option<String>>,
+    failed: AtomicBool,
+}
+
+impl<T: Send + 'static> SinkOutlet<T> {
+    fn fail(&self, message: String) {
+        tracing::error!(%message, "job failing");
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert(message);
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+        self.dlq.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+impl<T: Send + 'static> Outlet<T> for SinkOutlet<T> {
+    fn outputs(&self, partition: u32, items: Vec<T>) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = out.write(&items) {
+            self.fail(format!("output sink failed for partition {partition}: {e}"));
+        }
+    }
+
+    fn dead_letters(&self, items: Vec<DeadLetter>) {
+        let mut dlq = self.dlq.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = dlq.write(&items) {
+            self.fail(format!("dead-letter sink failed: {e}"));
+        }
+    }
+
+    fn failed(&self, partition: u32, error: &weir_actors::Error) {
+        self.fail(format!("partition {partition} failed: {error}"));
+    }
+}
+
+/// A runnable job. Build it with [`Job::new`] and the setters, then
+/// [`run`](Job::run) it.
+pub struct Job<P: Processor> {
+    processor: P,
+    settings: Settings,
+    source: Option<Box<dyn Source>>,
+    decoder: Option<Arc<dyn Decode<P::Key, P::In>>>,
+    sink: Option<Box<dyn Sink<P::Out>>>,
+    dead_letters: Option<Box<dyn Sink<DeadLetter>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<P: Processor> Job<P>
+where
+    P::Out: Serialize,
+{
+    /// A job running `processor` with default settings.
+    pub fn new(processor: P) -> Self {
+        Self {
+            processor,
+            settings: Settings::default(),
+            source: None,
+            decoder: None,
+            sink: None,
+            dead_letters: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replaces all settings.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Reads lines from `source`.
+    pub fn source(mut self, source: impl Source) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Decodes each line with `decoder`.
+    pub fn decoder(mut self, decoder: impl Decode<P::Key, P::In>) -> Self {
+        self.decoder = Some(Arc::new(decoder));
+        self
+    }
+
+    /// Writes outputs to `sink`.
+    pub fn sink(mut self, sink: impl Sink<P::Out>) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Writes dead letters to `sink`.
+    pub fn dead_letters(mut self, sink: impl Sink<DeadLetter>) -> Self {
+        self.dead_letters = Some(Box::new(sink));
+        self
+    }
+
+    /// Uses `clock` for processing time.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Runs the job until its source ends, then fires every event-time
+    /// timer, writes all state and flushes the sinks.
+    pub async fn run(self) -> Result<Report> {
+        self.settings.validate()?;
+        let started = Instant::now();
+        let source = self
+            .source
+            .ok_or_else(|| Error::Config("the job has no source".into()))?;
+        let decoder = self
+            .decoder
+            .ok_or_else(|| Error::Config("the job has no decoder".into()))?;
+        let sink = self
+            .sink
+            .ok_or_else(|| Error::Config("the job has no sink".into()))?;
+        let dlq = self
+            .dead_letters
+            .ok_or_else(|| Error::Config("the job has no dead-letter sink".into()))?;
+        let outlet = Arc::new(SinkOutlet {
+            out: Mutex::new(sink),
+            dlq: Mutex::new(dlq),
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        });
+        let settings = self.settings;
+        let env = StateEnv::new(&settings.state_dir, settings.memory)?;
+        let processor = Arc::new(self.processor);
+
+        let mut actors = Vec::with_capacity(settings.partitions as usize);
+        let mut handles = Vec::with_capacity(settings.partitions as usize);
+        for p in 0..settings.partitions {
+            let store = env.open_partition(p)?;
+            let core = PartitionCore::new(
+                Arc::clone(&processor),
+                store,
+                settings.core_config(p),
+                Arc::clone(&self.clock),
+            )
+            .map_err(|source| Error::Partition {
+                partition: p,
+                source,
+            })?;
+            let args = PartitionArgs {
+                core,
+                outlet: outlet.clone() as Arc<dyn Outlet<P::Out>>,
+                tick: settings.tick,
+            };
+            let (actor, handle) = Actor::spawn(None, PartitionActor::<P>::default(), args)
+                .await
+                .map_err(|e| Error::Actor(format!("partition {p} did not start: {e}")))?;
+            actors.push(actor);
+            handles.push(handle);
+        }
+
+        let feed = {
+            let actors = actors.clone();
+            let outlet = Arc::clone(&outlet);
+            let credits = settings.batch_credits;
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                feed(source, decoder, actors, outlet, credits, runtime)
+            })
+        };
+        let fed = feed
+            .await
+            .map_err(|e| Error::Actor(format!("source thread failed: {e}")))?;
+
+        let mut report = Report::default();
+        let outcome = match fed {
+            Ok((lines, decode_errors)) => {
+                report.lines = lines;
+                report.decode_errors = decode_errors;
+                finish_all(&actors, &mut report).await
+            }
+            Err(e) => Err(e),
+        };
+        for actor in &actors {
+            actor.stop(None);
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+        if let Some(failure) = outlet.failure() {
+            return Err(Error::Failed(failure));
+        }
+        outcome?;
+        outlet.flush().map_err(|e| Error::Io {
+            what: "flushing sinks".into(),
+            source: e,
+        })?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
+
+async fn finish_all<K, V>(
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    report: &mut Report,
+) -> Result<()>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+{
+    for (p, actor) in actors.iter().enumerate() {
+        let counters = actor
+            .call(PartitionMsg::Finish, None)
+            .await
+            .map_err(|e| Error::Actor(format!("partition {p} did not finish: {e}")))?
+            .success_or(())
+            .map_err(|_| Error::Actor(format!("partition {p} stopped before finishing")))?;
+        add(&mut report.totals, &counters);
+        report.partitions.push(counters);
+    }
+    Ok(())
+}
+
+fn add(total: &mut Counters, c: &Counters) {
+    total.records += c.records;
+    total.late += c.late;
+    total.dead_lettered += c.dead_lettered;
+    total.emitted += c.emitted;
+    total.timers_fired += c.timers_fired;
+    total.activations += c.activations;
+    total.passivations += c.passivations;
+}
+
+/// The source loop: read chunks, decode lines, route records by key hash.
+/// Runs on a blocking thread. Returns (lines, decode errors).
+fn feed<K, V, O>(
+    mut source: Box<dyn Source>,
+    decoder: Arc<dyn Decode<K, V>>,
+    actors: Vec<ActorRef<PartitionMsg<K, V>>>,
+    outlet: Arc<SinkOutlet<O>>,
+    credits: usize,
+    runtime: tokio::runtime::Handle,
+) -> Result<(u64, u64)>
+where
+    K: KeyCodec + Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    let n = actors.len() as u32;
+    let semaphores: Vec<Arc<Semaphore>> =
+        (0..n).map(|_| Arc::new(Semaphore::new(credits))).collect();
+    let mut buf = Vec::new();
+    let mut key_buf = Vec::with_capacity(64);
+    let mut lines = 0u64;
+    let mut decode_errors = 0u64;
+    let mut batches: Vec<Vec<Envelope<K, V>>> = (0..n).map(|_| Vec::new()).collect();
+    loop {
+        if outlet.failed.load(Ordering::SeqCst) {
+            break;
+        }
+        let Some(base) = source.next_chunk(&mut buf).map_err(|e| Error::Io {
+            what: format!("reading {}", source.describe()),
+            source: e,
+        })?
+        else {
+            break;
+        };
+        let data: Arc<[u8]> = Arc::from(buf.as_slice());
+        let mut dead = Vec::new();
+        let mut start = 0usize;
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let mut line_end = end;
+            if line_end > start && data[line_end - 1] == b'\r' {
+                line_end -= 1;
+            }
+            let line = &data[start..line_end];
+            let position = base + start as u64;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                lines += 1;
+                match decoder.decode(line) {
+                    Ok(d) => {
+                        key_buf.clear();
+                        d.key.encode_key(&mut key_buf);
+                        let p = partition_of(&key_buf, n) as usize;
+                        batches[p].push(Envelope {
+                            key: d.key,
+                            timestamp: d.timestamp,
+                            value: d.value,
+                            position,
+                            raw: start..line_end,
+                        });
+                    }
+                    Err(reason) => {
+                        decode_errors += 1;
+                        dead.push(DeadLetter {
+                            partition: None,
+                            position: Some(position),
+                            raw: line.to_vec(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            start = end + 1;
+        }
+        if !dead.is_empty() {
+            outlet.dead_letters(dead);
+        }
+        for (p, records) in batches.iter_mut().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let permit = runtime
+                .block_on(Arc::clone(&semaphores[p]).acquire_owned())
+                .map_err(|_| Error::Actor("batch credits closed".into()))?;
+            let batch = InputBatch {
+                data: Arc::clone(&data),
+                records: std::mem::take(records),
+            };
+            actors[p]
+                .cast(PartitionMsg::Batch(batch, Some(permit)))
+                .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
+        }
+    }
+    Ok((lines, decode_errors))
+}

@@ -1,0 +1,82 @@
+//! weir: durable, stateful stream processing with keyed actors.
+//!
+//! You write a [`Processor`]: per-key code with per-key state and timers.
+//! weir routes every record to the virtual actor of its key, keeps each
+//! key's state in RocksDB (one instance per partition, one memory budget for
+//! all), and fires durable timers in event time and processing time.
+//!
+//! # Where to start reading
+//! - [`Processor`], [`Context`], [`TestDriver`] (re-exported from
+//!   `weir-actors`): the user API;
+//! - [`job`]: [`Job`] wires source -> decoder -> partitions -> sink;
+//! - [`source`] and [`sink`]: the embedded inputs and outputs;
+//! - [`cef`]: the CEF decoder and the synthetic event generator;
+//! - [`partitioner`]: which partition a key belongs to.
+//!
+//! # Guarantees
+//! - **Per-key order**: the calls for one key never overlap and follow the
+//!   input order of its records.
+//! - **No silent loss**: a record that does not decode, fails permanently,
+//!   exhausts its retries or arrives late (with the default late hook) goes
+//!   to the dead-letter sink with its raw input, partition, offset and
+//!   reason; late records are also counted.
+//! - **Bounded memory**: live keys are capped (least recently used keys are
+//!   passivated, their state written to RocksDB), RocksDB stays within one
+//!   memory budget, and the source waits for batch credits.
+//! - **Durable timers**: timers are stored in RocksDB as they are set;
+//!   setting a name again replaces the timer, so replays never double one.
+//! - **Windows close**: event-time timers fire when the watermark passes
+//!   them, when an idle partition's watermark follows processing time, and
+//!   at the end of a finite input.
+//!
+//! Checkpoints and recovery after a crash are the next step of the roadmap
+//! (see the README); until then a run that is killed starts over.
+
+pub mod cef;
+pub mod job;
+pub mod partitioner;
+pub mod sink;
+pub mod source;
+
+pub use job::{Decode, Decoded, Job, Report, Settings};
+pub use sink::{DeadLetterFile, Discard, JsonLines, Sink};
+pub use source::{GeneratorSource, LineSource, Source};
+pub use weir_actors::{
+    Context, CoreConfig, Counters, DeadLetter, ProcessError, Processor, TestDriver, TimeDomain,
+    Timer, TimerName,
+};
+pub use weir_state::{KeyCodec, MemoryBudget};
+
+/// Everything that can stop a job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The job's settings are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Reading input or writing output failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state layer failed (opening RocksDB, for instance).
+    #[error(transparent)]
+    State(#[from] weir_state::Error),
+    /// A partition could not start.
+    #[error("partition {partition}: {source}")]
+    Partition {
+        partition: u32,
+        #[source]
+        source: weir_actors::Error,
+    },
+    /// An actor could not be spawned or reached.
+    #[error("actor error: {0}")]
+    Actor(String),
+    /// A partition or sink failed while the job ran.
+    #[error("job failed: {0}")]
+    Failed(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
