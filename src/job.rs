@@ -301,6 +301,7 @@ where
         });
         let settings = self.settings;
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
+        check_layout(&settings)?;
         let processor = Arc::new(self.processor);
 
         let mut actors = Vec::with_capacity(settings.partitions as usize);
@@ -367,6 +368,31 @@ where
         })?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+}
+
+/// Keys are spread over partitions by hash, so state written with one
+/// partition count is unreadable with another: refuse rather than lose it.
+fn check_layout(settings: &Settings) -> Result<()> {
+    let path = settings.state_dir.join("weir-layout");
+    let expected = format!("partitions={}\n", settings.partitions);
+    let io = |what: &str, source| Error::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(found) => Err(Error::Config(format!(
+            "state directory {} was written with {}, this job has {} partitions: use the same \
+             partition count or a new state directory",
+            settings.state_dir.display(),
+            found.trim(),
+            settings.partitions
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, expected).map_err(|e| io("writing", e))
+        }
+        Err(e) => Err(io("reading", e)),
     }
 }
 

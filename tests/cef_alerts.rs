@@ -278,6 +278,26 @@ fn bad_arguments_are_clear_errors() {
 }
 
 #[test]
+fn a_state_dir_refuses_another_partition_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let run = |partitions: &str| {
+        Command::new(example_bin())
+            .args(["--generate", "100", "--keys", "5", "--partitions", partitions])
+            .args(["--output", dir.path().join("o.jsonl").to_str().expect("utf-8")])
+            .args(["--state-dir", state.to_str().expect("utf-8")])
+            .output()
+            .expect("starts")
+    };
+    assert!(run("2").status.success());
+    assert!(run("2").status.success());
+    let out = run("3");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("partitions=2") && err.contains("3 partitions"), "{err}");
+}
+
+#[test]
 fn weir_cef_decode_prints_json_and_errors_per_line() {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
