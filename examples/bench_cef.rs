@@ -98,8 +98,8 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         .settings(settings)
         .source(GeneratorSource::new(config(args, keys)))
         .decoder(|line: &[u8]| cef_alerts::decode_line(line, 2026))
-        .sink(JsonLines::create(dir.path().join("alerts.jsonl"))?)
-        .dead_letters(DeadLetterFile::create(dir.path().join("alerts.jsonl.dlq"))?)
+        .sink(JsonLines::file(dir.path().join("alerts.jsonl"))?)
+        .dead_letters(DeadLetterFile::file(dir.path().join("alerts.jsonl.dlq"))?)
         .run(),
     )?;
     println!(

@@ -12,7 +12,15 @@
 //!            --output FILE --state-dir DIR
 //!            [--partitions 4] [--window-secs 60] [--threshold 5]
 //!            [--max-out-of-orderness-ms 5000]
+//!            [--checkpoint-interval-ms 1000] [--checkpoint-store URL]
 //! ```
+//!
+//! Checkpoints are taken every `--checkpoint-interval-ms` (0: only at
+//! shutdown and at the end) into `--checkpoint-store` (default: a directory
+//! under `--state-dir`). Killed at any moment and run again with the same
+//! arguments, it resumes from its last checkpoint; the output and dead-letter
+//! files then hold every line exactly once. SIGTERM or SIGINT stops it after
+//! a final checkpoint (exit 0); SIGUSR1 asks for a checkpoint now.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,10 +28,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{ArgGroup, Parser};
 use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{SignalKind, signal};
 use weir::cef::GeneratorConfig;
 use weir::{
-    Context, DeadLetterFile, Decoded, GeneratorSource, Job, JsonLines, LineSource, MemoryBudget,
-    ProcessError, Processor, Report, Settings, TimeDomain, Timer,
+    CheckpointSettings, Clock, Context, DeadLetterFile, Decoded, GeneratorSource, Job, JsonLines,
+    LineSource, MemoryBudget, ProcessError, Processor, Report, Settings, SystemClock, TimeDomain,
+    Timer, open_store,
 };
 
 /// One decoded event, as much as the detector needs.
@@ -138,8 +148,9 @@ impl Processor for BruteForce {
     }
 }
 
-/// Decodes a CEF line into (src, rt, login).
-pub fn decode_line(line: &[u8], default_year: i32) -> Result<Decoded<String, Login>, String> {
+/// Decodes a CEF line into (src, rt, login). `now_ms` places dates written
+/// without a year.
+pub fn decode_line(line: &[u8], now_ms: i64) -> Result<Decoded<String, Login>, String> {
     let text = std::str::from_utf8(line).map_err(|e| format!("input is not UTF-8: {e}"))?;
     let ev = weir::cef::decode(text).map_err(|e| e.to_string())?;
     let src = ev.get("src").ok_or("missing src extension")?;
@@ -147,7 +158,7 @@ pub fn decode_line(line: &[u8], default_year: i32) -> Result<Decoded<String, Log
         return Err("empty src extension".into());
     }
     let rt = ev
-        .rt_millis(default_year)
+        .rt_millis(now_ms)
         .map_err(|e| format!("bad rt extension: {e}"))?
         .ok_or("missing rt extension")?;
     let failed = ev.signature_id == "100" && ev.get("outcome").is_some_and(|o| o == "failure");
@@ -156,14 +167,6 @@ pub fn decode_line(line: &[u8], default_year: i32) -> Result<Decoded<String, Log
         timestamp: Some(rt),
         value: Login { rt, failed },
     })
-}
-
-fn current_year() -> i32 {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    weir::cef::year_of(now_ms)
 }
 
 #[derive(Parser, Debug)]
@@ -202,6 +205,19 @@ struct Args {
     /// RocksDB memory budget (block cache and memtables), MiB.
     #[arg(long, default_value_t = 64)]
     memory_mib: usize,
+    /// Time between checkpoints, ms (0: only at shutdown and at the end).
+    #[arg(long, default_value_t = 1_000)]
+    checkpoint_interval_ms: u64,
+    /// Where checkpoints go: a directory or file:// URL (default:
+    /// <state-dir>/snapshots).
+    #[arg(long)]
+    checkpoint_store: Option<String>,
+    /// Complete checkpoints kept in the store.
+    #[arg(long, default_value_t = 3)]
+    checkpoint_retain: usize,
+    /// Start from empty state when checkpoints exist but none is usable.
+    #[arg(long)]
+    start_empty: bool,
 }
 
 fn dlq_path(output: &std::path::Path) -> PathBuf {
@@ -214,6 +230,10 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     if args.window_secs == 0 {
         anyhow::bail!("--window-secs must be at least 1");
     }
+    let store_url = args
+        .checkpoint_store
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("snapshots").display().to_string());
     let settings = Settings {
         partitions: args.partitions,
         state_dir: args.state_dir.clone(),
@@ -222,18 +242,24 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         },
         live_actor_cap: args.live_actor_cap,
         max_out_of_orderness: Duration::from_millis(args.max_out_of_orderness_ms),
+        checkpoints: Some(CheckpointSettings {
+            store: open_store(&store_url)?,
+            interval: (args.checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(args.checkpoint_interval_ms)),
+            retain: args.checkpoint_retain,
+            start_empty: args.start_empty,
+        }),
         ..Settings::default()
     };
     let processor = BruteForce {
         window_ms: args.window_secs as i64 * 1000,
         threshold: args.threshold,
     };
-    let year = current_year();
     let job = Job::new(processor)
         .settings(settings)
-        .decoder(move |line: &[u8]| decode_line(line, year))
-        .sink(JsonLines::create(&args.output)?)
-        .dead_letters(DeadLetterFile::create(dlq_path(&args.output))?);
+        .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()))
+        .sink(JsonLines::file(&args.output)?)
+        .dead_letters(DeadLetterFile::file(dlq_path(&args.output))?);
     let job = match (&args.input, args.generate) {
         (Some(path), _) if path == "-" => job.source(LineSource::stdin()),
         (Some(path), _) => job.source(LineSource::open(path)?),
@@ -245,7 +271,28 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         })),
         (None, None) => anyhow::bail!("give --input FILE or --generate N"),
     };
-    Ok(job.run().await?)
+    let trigger = job.checkpoint_trigger();
+    tokio::spawn(async move {
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            trigger.request();
+        }
+    });
+    let shutdown = async {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    Ok(job.run_until(shutdown).await?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -262,13 +309,16 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let report = runtime.block_on(run(args))?;
     eprintln!(
-        "records={} alerts={} dead_lettered={} late={} seconds={:.3} records_per_sec={:.0}",
+        "records={} alerts={} dead_lettered={} late={} seconds={:.3} records_per_sec={:.0} restored_checkpoint={} checkpoints={} stopped={}",
         report.lines,
         report.totals.emitted,
         report.dead_lettered(),
         report.totals.late,
         report.elapsed.as_secs_f64(),
-        report.lines_per_sec()
+        report.lines_per_sec(),
+        report.recovery.checkpoint_id(),
+        report.checkpoints.completed,
+        report.stopped,
     );
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! let ev = weir::cef::decode(line).unwrap();
 //! assert_eq!(ev.device_vendor, "Acme");
 //! assert_eq!(ev.get("msg"), Some("bad pass=word"));
-//! assert_eq!(ev.rt_millis(2026).unwrap(), Some(1_700_000_000_000));
+//! assert_eq!(ev.rt_millis(0).unwrap(), Some(1_700_000_000_000));
 //! ```
 
 mod generate;
@@ -52,11 +52,12 @@ impl<'a> Event<'a> {
     }
 
     /// The `rt` extension as ms since the epoch (`None` when absent). Dates
-    /// without a year take `default_year`.
-    pub fn rt_millis(&self, default_year: i32) -> Result<Option<i64>, Error> {
+    /// without a year are placed relative to `reference_ms` (see
+    /// [`parse_time`]).
+    pub fn rt_millis(&self, reference_ms: i64) -> Result<Option<i64>, Error> {
         match self.get("rt") {
             None => Ok(None),
-            Some(v) => parse_time(v, default_year).map(Some),
+            Some(v) => parse_time(v, reference_ms).map(Some),
         }
     }
 }
@@ -106,7 +107,7 @@ pub fn decode(line: &str) -> Result<Event<'_>, Error> {
             match bytes.get(pos) {
                 None => {
                     return Err(Error::at(
-                        pos + 1,
+                        bytes.len() + 1,
                         format!("'|' after header field {}", HEADER_NAMES[i]),
                     ));
                 }

@@ -12,20 +12,25 @@
 //! (permits); the source waits for one before sending, so memory stays
 //! bounded when processing is slower than reading.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use weir_actors::{
     Clock, CoreConfig, Counters, DeadLetter, Envelope, InputBatch, Outlet, PartitionActor,
     PartitionArgs, PartitionCore, PartitionMsg, Processor, SystemClock,
 };
 use weir_state::{KeyCodec, MemoryBudget, StateEnv};
 
+use crate::checkpoint::{
+    CheckpointSettings, Coordinator, DEAD_LETTER_SINK, OUTPUT_SINK, Recovery, Status, recover,
+};
+use crate::outlet::SinkOutlet;
 use crate::partitioner::partition_of;
 use crate::sink::Sink;
 use crate::source::Source;
@@ -81,6 +86,8 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// Batches in flight per partition.
     pub batch_credits: usize,
+    /// Checkpointing (`None`: no checkpoints; every run starts empty).
+    pub checkpoints: Option<CheckpointSettings>,
 }
 
 impl Default for Settings {
@@ -97,6 +104,7 @@ impl Default for Settings {
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
             batch_credits: 4,
+            checkpoints: None,
         }
     }
 }
@@ -136,7 +144,7 @@ impl Settings {
 }
 
 /// What a finished job did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Lines read (blank lines excluded).
     pub lines: u64,
@@ -148,6 +156,13 @@ pub struct Report {
     pub partitions: Vec<Counters>,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
+    /// The run was stopped (shutdown signal) before its input ended; its
+    /// last checkpoint lets the next run resume.
+    pub stopped: bool,
+    /// What recovery restored at start.
+    pub recovery: Recovery,
+    /// Checkpoints taken.
+    pub checkpoints: Status,
 }
 
 impl Report {
@@ -162,52 +177,14 @@ impl Report {
     }
 }
 
-/// Delivers partitions' outputs and dead letters to the job's sinks.
-struct SinkOutlet<T> {
-    out: Mutex<Box<dyn Sink<T>>>,
-    dlq: Mutex<Box<dyn Sink<DeadLetter>>>,
-    failure: Mutex<Option<String>>,
-    failed: AtomicBool,
-}
+/// Asks a running job for a checkpoint now. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointTrigger(Arc<Notify>);
 
-impl<T: Send + 'static> SinkOutlet<T> {
-    fn fail(&self, message: String) {
-        tracing::error!(%message, "job failing");
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        f.get_or_insert(message);
-        self.failed.store(true, Ordering::SeqCst);
-    }
-
-    fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn flush(&self) -> std::io::Result<()> {
-        self.out.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
-        self.dlq.lock().unwrap_or_else(|p| p.into_inner()).flush()
-    }
-}
-
-impl<T: Send + 'static> Outlet<T> for SinkOutlet<T> {
-    fn outputs(&self, partition: u32, items: Vec<T>) {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = out.write(&items) {
-            self.fail(format!("output sink failed for partition {partition}: {e}"));
-        }
-    }
-
-    fn dead_letters(&self, items: Vec<DeadLetter>) {
-        let mut dlq = self.dlq.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = dlq.write(&items) {
-            self.fail(format!("dead-letter sink failed: {e}"));
-        }
-    }
-
-    fn failed(&self, partition: u32, error: &weir_actors::Error) {
-        self.fail(format!("partition {partition} failed: {error}"));
+impl CheckpointTrigger {
+    /// Requests a checkpoint (ignored while one is in flight).
+    pub fn request(&self) {
+        self.0.notify_one();
     }
 }
 
@@ -221,6 +198,17 @@ pub struct Job<P: Processor> {
     sink: Option<Box<dyn Sink<P::Out>>>,
     dead_letters: Option<Box<dyn Sink<DeadLetter>>>,
     clock: Arc<dyn Clock>,
+    trigger: CheckpointTrigger,
+}
+
+/// How the feed thread ended.
+struct FeedEnd {
+    lines: u64,
+    decode_errors: u64,
+    /// Input position after the last routed chunk.
+    position: u64,
+    /// Stopped by a shutdown request rather than by the end of input.
+    stopped: bool,
 }
 
 impl<P: Processor> Job<P>
@@ -237,6 +225,7 @@ where
             sink: None,
             dead_letters: None,
             clock: Arc::new(SystemClock),
+            trigger: CheckpointTrigger::default(),
         }
     }
 
@@ -276,12 +265,29 @@ where
         self
     }
 
-    /// Runs the job until its source ends, then fires every event-time
-    /// timer, writes all state and flushes the sinks.
+    /// A handle that requests checkpoints on demand while the job runs.
+    pub fn checkpoint_trigger(&self) -> CheckpointTrigger {
+        self.trigger.clone()
+    }
+
+    /// Runs the job until its source ends: fires every event-time timer,
+    /// writes all state, takes a final checkpoint (when checkpoints are on)
+    /// and commits the sinks.
     pub async fn run(self) -> Result<Report> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Like [`run`](Job::run), but stops early when `shutdown` completes:
+    /// work in flight is finished, a final checkpoint is taken and the job
+    /// returns with [`Report::stopped`] set, without closing windows (the
+    /// next run resumes them).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Report> {
         self.settings.validate()?;
         let started = Instant::now();
-        let source = self
+        let mut source = self
             .source
             .ok_or_else(|| Error::Config("the job has no source".into()))?;
         let decoder = self
@@ -293,20 +299,59 @@ where
         let dlq = self
             .dead_letters
             .ok_or_else(|| Error::Config("the job has no dead-letter sink".into()))?;
-        let outlet = Arc::new(SinkOutlet {
-            out: Mutex::new(sink),
-            dlq: Mutex::new(dlq),
-            failure: Mutex::new(None),
-            failed: AtomicBool::new(false),
-        });
         let settings = self.settings;
+        let n = settings.partitions;
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         check_layout(&settings)?;
-        let processor = Arc::new(self.processor);
 
-        let mut actors = Vec::with_capacity(settings.partitions as usize);
-        let mut handles = Vec::with_capacity(settings.partitions as usize);
-        for p in 0..settings.partitions {
+        // Recovery: restore the newest usable checkpoint, or start empty.
+        let recovery = match &settings.checkpoints {
+            Some(c) => recover(c, &env, n)?,
+            None => {
+                for p in 0..n {
+                    env.reset_partition(p)?;
+                }
+                Recovery::default()
+            }
+        };
+        // Local checkpoints of a run that died are of no use: start clean.
+        let local_dir = settings.state_dir.join("checkpoints-local");
+        match std::fs::remove_dir_all(&local_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    what: format!("clearing {}", local_dir.display()),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        let (coordinator, uploader) = match &settings.checkpoints {
+            Some(c) => {
+                let (coordinator, handle) = Coordinator::start(n, recovery.highest, c)?;
+                (Some(coordinator), Some(handle))
+            }
+            None => (None, None),
+        };
+        let outlet = Arc::new(SinkOutlet::new(sink, dlq, n, coordinator.clone()));
+        outlet
+            .rewind(
+                recovery.sink_len(OUTPUT_SINK),
+                recovery.sink_len(DEAD_LETTER_SINK),
+            )
+            .map_err(|e| Error::Io {
+                what: "rewinding the sinks to the checkpoint".into(),
+                source: e,
+            })?;
+        let position = recovery.position();
+        source.seek(position).map_err(|e| Error::Io {
+            what: format!("seeking {} to position {position}", source.describe()),
+            source: e,
+        })?;
+
+        let processor = Arc::new(self.processor);
+        let mut actors = Vec::with_capacity(n as usize);
+        let mut handles = Vec::with_capacity(n as usize);
+        for p in 0..n {
             let store = env.open_partition(p)?;
             let core = PartitionCore::new(
                 Arc::clone(&processor),
@@ -322,6 +367,7 @@ where
                 core,
                 outlet: outlet.clone() as Arc<dyn Outlet<P::Out>>,
                 tick: settings.tick,
+                checkpoint_dir: local_dir.clone(),
             };
             let (actor, handle) = Actor::spawn(None, PartitionActor::<P>::default(), args)
                 .await
@@ -330,45 +376,147 @@ where
             handles.push(handle);
         }
 
-        let feed = {
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                shutdown.await;
+                tracing::info!("shutdown requested: finishing in-flight work");
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        let ticker = coordinator.as_ref().map(|c| {
+            let c = Arc::clone(c);
+            let trigger = self.trigger.clone();
+            let interval = settings.checkpoints.as_ref().and_then(|s| s.interval);
+            tokio::spawn(async move {
+                let mut every = interval.map(|d| {
+                    let mut i = tokio::time::interval(d);
+                    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    i
+                });
+                loop {
+                    tokio::select! {
+                        _ = async { match every.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {}
+                        _ = trigger.0.notified() => {}
+                    }
+                    c.request();
+                }
+            })
+        });
+
+        let fed = {
             let actors = actors.clone();
             let outlet = Arc::clone(&outlet);
+            let coordinator = coordinator.clone();
+            let stop = Arc::clone(&stop);
             let credits = settings.batch_credits;
             let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                feed(source, decoder, actors, outlet, credits, runtime)
+                feed(
+                    source,
+                    position,
+                    decoder,
+                    &actors,
+                    &outlet,
+                    coordinator.as_deref(),
+                    &stop,
+                    credits,
+                    runtime,
+                )
             })
-        };
-        let fed = feed
-            .await
-            .map_err(|e| Error::Actor(format!("source thread failed: {e}")))?;
+        }
+        .await
+        .map_err(|e| Error::Actor(format!("source thread failed: {e}")))?;
+        if let Some(t) = &ticker {
+            t.abort();
+        }
 
-        let mut report = Report::default();
-        let outcome = match fed {
-            Ok((lines, decode_errors)) => {
-                report.lines = lines;
-                report.decode_errors = decode_errors;
-                finish_all(&actors, &mut report).await
-            }
-            Err(e) => Err(e),
+        let mut report = Report {
+            recovery,
+            ..Report::default()
         };
+        let outcome = async {
+            let end = fed?;
+            report.lines = end.lines;
+            report.decode_errors = end.decode_errors;
+            report.stopped = end.stopped;
+            if outlet.has_failed() {
+                return Ok(());
+            }
+            if !end.stopped {
+                finish_all(&actors, &mut report).await?;
+            }
+            if let Some(c) = &coordinator {
+                // A barrier requested but not injected before the feed ended
+                // goes in now, then the final one.
+                if let Some(id) = c.take_request() {
+                    inject(&actors, &outlet, id, end.position)?;
+                }
+                let id = loop {
+                    if let Some(id) = c.request() {
+                        break id;
+                    }
+                    let busy = c.status().started;
+                    c.wait(busy).await.ok();
+                };
+                c.take_request();
+                inject(&actors, &outlet, id, end.position)?;
+                c.wait(id).await?;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        watcher.abort();
         for actor in &actors {
             actor.stop(None);
         }
         for handle in handles {
             let _ = handle.await;
         }
+        if let Some(c) = &coordinator {
+            report.checkpoints = c.status();
+            c.close();
+        }
+        if let Some(h) = uploader {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
         if let Some(failure) = outlet.failure() {
             return Err(Error::Failed(failure));
         }
         outcome?;
-        outlet.flush().map_err(|e| Error::Io {
-            what: "flushing sinks".into(),
+        outlet.commit().map_err(|e| Error::Io {
+            what: "committing sinks".into(),
             source: e,
         })?;
         report.elapsed = started.elapsed();
         Ok(report)
     }
+}
+
+/// Sends barrier `id` at input `position` to every partition and to the
+/// sinks' feed input. Everything routed before was sent before it.
+fn inject<K, V, O>(
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    id: u64,
+    position: u64,
+) -> Result<()>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    fail::fail_point!("checkpoint-inject", |_| Err(Error::Failed(
+        "failpoint checkpoint-inject".into()
+    )));
+    for (p, actor) in actors.iter().enumerate() {
+        actor
+            .cast(PartitionMsg::Barrier { id, position })
+            .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
+    }
+    outlet.feed_barrier(id);
+    Ok(())
 }
 
 /// Keys are spread over partitions by hash, so state written with one
@@ -427,16 +575,20 @@ fn add(total: &mut Counters, c: &Counters) {
     total.passivations += c.passivations;
 }
 
-/// The source loop: read chunks, decode lines, route records by key hash.
-/// Runs on a blocking thread. Returns (lines, decode errors).
+/// The source loop: read chunks, decode lines, route records by key hash,
+/// inject requested barriers between chunks. Runs on a blocking thread.
+#[allow(clippy::too_many_arguments)]
 fn feed<K, V, O>(
     mut source: Box<dyn Source>,
+    start: u64,
     decoder: Arc<dyn Decode<K, V>>,
-    actors: Vec<ActorRef<PartitionMsg<K, V>>>,
-    outlet: Arc<SinkOutlet<O>>,
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    coordinator: Option<&Coordinator>,
+    stop: &AtomicBool,
     credits: usize,
     runtime: tokio::runtime::Handle,
-) -> Result<(u64, u64)>
+) -> Result<FeedEnd>
 where
     K: KeyCodec + Send + 'static,
     V: Send + 'static,
@@ -447,11 +599,19 @@ where
         (0..n).map(|_| Arc::new(Semaphore::new(credits))).collect();
     let mut buf = Vec::new();
     let mut key_buf = Vec::with_capacity(64);
-    let mut lines = 0u64;
-    let mut decode_errors = 0u64;
+    let mut end = FeedEnd {
+        lines: 0,
+        decode_errors: 0,
+        position: start,
+        stopped: false,
+    };
     let mut batches: Vec<Vec<Envelope<K, V>>> = (0..n).map(|_| Vec::new()).collect();
     loop {
-        if outlet.failed.load(Ordering::SeqCst) {
+        if outlet.has_failed() {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            end.stopped = true;
             break;
         }
         let Some(base) = source.next_chunk(&mut buf).map_err(|e| Error::Io {
@@ -465,15 +625,15 @@ where
         let mut dead = Vec::new();
         let mut start = 0usize;
         while start < data.len() {
-            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-            let mut line_end = end;
-            if line_end > start && data[line_end - 1] == b'\r' {
-                line_end -= 1;
+            let line_end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let mut content_end = line_end;
+            if content_end > start && data[content_end - 1] == b'\r' {
+                content_end -= 1;
             }
-            let line = &data[start..line_end];
+            let line = &data[start..content_end];
             let position = base + start as u64;
             if !line.iter().all(u8::is_ascii_whitespace) {
-                lines += 1;
+                end.lines += 1;
                 match decoder.decode(line) {
                     Ok(d) => {
                         key_buf.clear();
@@ -484,11 +644,11 @@ where
                             timestamp: d.timestamp,
                             value: d.value,
                             position,
-                            raw: start..line_end,
+                            raw: start..content_end,
                         });
                     }
                     Err(reason) => {
-                        decode_errors += 1;
+                        end.decode_errors += 1;
                         dead.push(DeadLetter {
                             partition: None,
                             position: Some(position),
@@ -498,10 +658,11 @@ where
                     }
                 }
             }
-            start = end + 1;
+            start = line_end + 1;
         }
+        end.position = base + data.len() as u64;
         if !dead.is_empty() {
-            outlet.dead_letters(dead);
+            outlet.feed_dead_letters(dead);
         }
         for (p, records) in batches.iter_mut().enumerate() {
             if records.is_empty() {
@@ -518,6 +679,9 @@ where
                 .cast(PartitionMsg::Batch(batch, Some(permit)))
                 .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
         }
+        if let Some(id) = coordinator.and_then(Coordinator::take_request) {
+            inject(actors, outlet, id, end.position)?;
+        }
     }
-    Ok((lines, decode_errors))
+    Ok(end)
 }

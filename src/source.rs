@@ -5,7 +5,7 @@
 //! position a checkpoint can record and a restart can seek back to.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::cef::{Generator, GeneratorConfig};
@@ -22,12 +22,27 @@ pub trait Source: Send + 'static {
 
     /// What this source reads, for logs and errors.
     fn describe(&self) -> String;
+
+    /// Moves to `position` (a position a chunk started at, or the end of
+    /// the last chunk), for resuming from a checkpoint. Sources that cannot
+    /// seek accept only 0 at the start.
+    fn seek(&mut self, position: u64) -> io::Result<()> {
+        if position == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{} cannot resume from position {position}", self.describe()),
+            ))
+        }
+    }
 }
 
 /// Lines from any reader, split into chunks at line ends.
 pub struct LineSource<R> {
     inner: R,
     name: String,
+    seek: Option<fn(&mut R, u64) -> io::Result<()>>,
     pending: Vec<u8>,
     position: u64,
     eof: bool,
@@ -39,6 +54,7 @@ impl<R: Read + Send + 'static> LineSource<R> {
         Self {
             inner,
             name: name.into(),
+            seek: None,
             pending: Vec::new(),
             position: 0,
             eof: false,
@@ -56,7 +72,9 @@ impl LineSource<File> {
                 format!("cannot open input {}: {e}", path.display()),
             )
         })?;
-        Ok(Self::new(file, path.display().to_string()))
+        let mut source = Self::new(file, path.display().to_string());
+        source.seek = Some(|f, pos| f.seek(io::SeekFrom::Start(pos)).map(|_| ()));
+        Ok(source)
     }
 }
 
@@ -70,17 +88,22 @@ impl LineSource<io::Stdin> {
 impl<R: Read + Send + 'static> Source for LineSource<R> {
     fn next_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<u64>> {
         buf.clear();
+        // `pending` is the tail after the last line end: it holds no '\n',
+        // so only newly read bytes need searching.
         std::mem::swap(buf, &mut self.pending);
         loop {
+            let filled = buf.len();
             if !self.eof {
-                let filled = buf.len();
                 buf.resize(filled + CHUNK_BYTES, 0);
                 let n = loop {
                     match self.inner.read(&mut buf[filled..]) {
                         Ok(n) => break n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
+                            // Keep what was read for a retry.
                             buf.truncate(filled);
+                            std::mem::swap(buf, &mut self.pending);
+                            buf.clear();
                             return Err(e);
                         }
                     }
@@ -96,7 +119,8 @@ impl<R: Read + Send + 'static> Source for LineSource<R> {
                 self.position += buf.len() as u64;
                 return Ok(Some(start));
             }
-            if let Some(last_nl) = memchr::memrchr(b'\n', buf) {
+            if let Some(i) = memchr::memrchr(b'\n', &buf[filled..]) {
+                let last_nl = filled + i;
                 self.pending.extend_from_slice(&buf[last_nl + 1..]);
                 buf.truncate(last_nl + 1);
                 self.position += buf.len() as u64;
@@ -108,6 +132,23 @@ impl<R: Read + Send + 'static> Source for LineSource<R> {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn seek(&mut self, position: u64) -> io::Result<()> {
+        if position == self.position {
+            return Ok(());
+        }
+        let seek = self.seek.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{} cannot seek to position {position}", self.name),
+            )
+        })?;
+        seek(&mut self.inner, position)?;
+        self.position = position;
+        self.pending.clear();
+        self.eof = false;
+        Ok(())
     }
 }
 
@@ -138,6 +179,31 @@ impl Source for GeneratorSource {
         let start = self.position;
         self.position += buf.len() as u64;
         Ok(Some(start))
+    }
+
+    fn seek(&mut self, position: u64) -> io::Result<()> {
+        // The sequence is deterministic: regenerate and skip.
+        if position < self.position {
+            *self = Self::new(self.config);
+        }
+        let mut buf = Vec::new();
+        while self.position < position {
+            buf.clear();
+            if self.generator.fill(&mut buf, CHUNK_BYTES) == 0 {
+                break;
+            }
+            self.position += buf.len() as u64;
+        }
+        if self.position != position {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "position {position} is not a chunk boundary of {}",
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -176,6 +242,41 @@ mod tests {
             seen.extend_from_slice(&buf);
         }
         assert_eq!(seen, text);
+    }
+
+    #[test]
+    fn seeking_resumes_at_a_chunk_boundary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("in.txt");
+        let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &text).expect("write");
+        let mut src = LineSource::open(&path).expect("open");
+        let mut buf = Vec::new();
+        let first = src.next_chunk(&mut buf).expect("read").expect("chunk");
+        let second_pos = first + buf.len() as u64;
+        let mut again = LineSource::open(&path).expect("open");
+        again.seek(second_pos).expect("seek");
+        let mut rest = Vec::new();
+        while again.next_chunk(&mut buf).expect("read").is_some() {
+            rest.extend_from_slice(&buf);
+        }
+        assert_eq!(rest, text.as_bytes()[second_pos as usize..].to_vec());
+        assert!(LineSource::stdin().seek(10).is_err());
+
+        let config = GeneratorConfig {
+            events: 20_000,
+            keys: 5,
+            ..GeneratorConfig::default()
+        };
+        let mut g = GeneratorSource::new(config);
+        let p0 = g.next_chunk(&mut buf).expect("gen").expect("chunk");
+        let p1 = p0 + buf.len() as u64;
+        let expected_next = g.next_chunk(&mut buf).map(|_| buf.clone()).expect("gen");
+        let mut h = GeneratorSource::new(config);
+        h.seek(p1).expect("seek");
+        h.next_chunk(&mut buf).expect("gen");
+        assert_eq!(buf, expected_next);
+        assert!(GeneratorSource::new(config).seek(p1 + 1).is_err());
     }
 
     #[test]

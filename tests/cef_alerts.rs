@@ -283,8 +283,18 @@ fn a_state_dir_refuses_another_partition_count() {
     let state = dir.path().join("state");
     let run = |partitions: &str| {
         Command::new(example_bin())
-            .args(["--generate", "100", "--keys", "5", "--partitions", partitions])
-            .args(["--output", dir.path().join("o.jsonl").to_str().expect("utf-8")])
+            .args([
+                "--generate",
+                "100",
+                "--keys",
+                "5",
+                "--partitions",
+                partitions,
+            ])
+            .args([
+                "--output",
+                dir.path().join("o.jsonl").to_str().expect("utf-8"),
+            ])
             .args(["--state-dir", state.to_str().expect("utf-8")])
             .output()
             .expect("starts")
@@ -294,7 +304,10 @@ fn a_state_dir_refuses_another_partition_count() {
     let out = run("3");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("partitions=2") && err.contains("3 partitions"), "{err}");
+    assert!(
+        err.contains("partitions=2") && err.contains("3 partitions"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -19,18 +19,22 @@
 //!
 //! ## Order of effects for one record
 //! 1. the watermark observes the record's time; timers now due fire first;
-//! 2. a late record (time below the watermark) is counted and handed to
+//! 2. a late record (time at or below the watermark) is counted and handed to
 //!    `on_late`; any other record to `process`;
-//! 3. timer changes made by the call are written to the store at once;
+//! 3. timer changes made by the call are written to the store at once, and
+//!    an event-time timer the call set at or behind the watermark fires now;
 //!    state is written when the key passivates or the partition flushes.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lru::LruCache;
 use rustc_hash::FxBuildHasher;
-use weir_state::layout::{parse_timer_key, timer_key};
+use weir_state::layout::{
+    META_MAX_SEEN, META_POSITION, META_WATERMARK, parse_timer_key, timer_key,
+};
 use weir_state::value::{decode_value, encode_value};
 use weir_state::{KeyCodec, Space, Store};
 
@@ -113,6 +117,18 @@ pub struct DeadLetter {
     pub raw: Vec<u8>,
     /// Why it was rejected.
     pub reason: String,
+}
+
+/// A partition's local part of a checkpoint: its state is in `dir` (a
+/// RocksDB checkpoint) as of the barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionCheckpoint {
+    pub id: u64,
+    pub partition: u32,
+    /// Input position at the barrier.
+    pub position: u64,
+    pub watermark: i64,
+    pub dir: PathBuf,
 }
 
 /// What a partition has done so far.
@@ -229,11 +245,29 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         let mut default_encoding = Vec::new();
         encode_value(&P::State::default(), &mut default_encoding)?;
         let now = clock.now_ms();
-        tracing::debug!(partition, timers = timers.len(), "partition core ready");
+        let mut watermark =
+            Watermark::new(config.out_of_orderness_ms, config.idle_watermark_ms, now);
+        let read_i64 = |store: &mut S, key: &[u8]| -> Result<Option<i64>, Error> {
+            Ok(match store.get(Space::Meta, key)? {
+                Some(b) => Some(i64::from_be_bytes(b.as_slice().try_into().map_err(
+                    |_| weir_state::Error::KeyDecode(format!("meta {key:?} is not 8 bytes")),
+                )?)),
+                None => None,
+            })
+        };
+        if let Some(wm) = read_i64(&mut store, META_WATERMARK)? {
+            watermark.restore(wm, read_i64(&mut store, META_MAX_SEEN)?);
+        }
+        tracing::debug!(
+            partition,
+            timers = timers.len(),
+            watermark = watermark.current(),
+            "partition core ready"
+        );
         Ok(Self {
             processor,
             store,
-            watermark: Watermark::new(config.out_of_orderness_ms, config.idle_watermark_ms, now),
+            watermark,
             config,
             clock,
             keys: LruCache::unbounded_with_hasher(FxBuildHasher),
@@ -357,7 +391,15 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             );
         }
         self.persist_timer_changes()?;
-        self.enforce_cap()
+        self.enforce_cap()?;
+        if self
+            .timers
+            .next_due(TimeDomain::EventTime)
+            .is_some_and(|t| t <= self.watermark.current())
+        {
+            self.fire_event_timers().await?;
+        }
+        Ok(())
     }
 
     /// Processing time passed: advances an idle watermark, fires due timers
@@ -395,10 +437,45 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     /// Processing-time timers stay stored for the next run.
     pub async fn finish(&mut self) -> Result<(), Error> {
         self.watermark.finish();
-        self.fire_event_timers().await?;
+        // Only timers pending now fire: a timer that re-arms itself from
+        // `on_timer` would otherwise fire forever at an infinite watermark.
+        let pending = self.timers.sequence();
+        self.fire_due_before(TimeDomain::EventTime, i64::MAX, pending)
+            .await?;
         self.passivate_all()?;
         self.store.flush()?;
         Ok(())
+    }
+
+    /// Takes this partition's part of checkpoint `id` at input `position`:
+    /// writes every dirty state back, records position and watermark, and
+    /// snapshots the store into `dir`. Every record before the barrier has
+    /// been processed (the actor handles messages in order), so the snapshot
+    /// holds exactly their effects.
+    pub fn checkpoint(
+        &mut self,
+        id: u64,
+        position: u64,
+        dir: &Path,
+    ) -> Result<PartitionCheckpoint, Error> {
+        self.write_back()?;
+        let wm = self.watermark.current();
+        self.store
+            .put(Space::Meta, META_POSITION, &position.to_be_bytes())?;
+        self.store
+            .put(Space::Meta, META_WATERMARK, &wm.to_be_bytes())?;
+        if let Some(max) = self.watermark.max_seen() {
+            self.store
+                .put(Space::Meta, META_MAX_SEEN, &max.to_be_bytes())?;
+        }
+        self.store.checkpoint_to(dir)?;
+        Ok(PartitionCheckpoint {
+            id,
+            partition: self.config.partition,
+            position,
+            watermark: wm,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Writes every dirty state back, keeping keys live.
@@ -438,11 +515,22 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     }
 
     async fn fire_due(&mut self, domain: TimeDomain, upto: i64) -> Result<(), Error> {
+        self.fire_due_before(domain, upto, u64::MAX).await
+    }
+
+    /// Fires due timers of `domain` that were set before sequence number
+    /// `before`.
+    async fn fire_due_before(
+        &mut self,
+        domain: TimeDomain,
+        upto: i64,
+        before: u64,
+    ) -> Result<(), Error> {
         if self.timers.next_due(domain).is_none_or(|t| t > upto) {
             return Ok(());
         }
         let processor = Arc::clone(&self.processor);
-        while let Some((key, timer)) = self.timers.pop_due(domain, upto) {
+        while let Some((key, timer)) = self.timers.pop_due(domain, upto, before) {
             self.counters.timers_fired += 1;
             let now = self.clock.now_ms();
             self.activate(&key, now)?;

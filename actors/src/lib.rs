@@ -22,6 +22,7 @@
 //!   record that moved the watermark is processed); processing-time timers
 //!   fire on the partition's tick, with or without input.
 
+pub mod barrier;
 pub mod clock;
 mod context;
 pub mod core;
@@ -31,10 +32,13 @@ mod testing;
 pub mod timers;
 pub mod watermark;
 
+pub use barrier::{AlignError, Aligner, Alignment};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::Context;
-pub use core::{CoreConfig, Counters, DeadLetter, Envelope, InputBatch, PartitionCore};
-pub use partition::{Outlet, PartitionActor, PartitionArgs, PartitionMsg};
+pub use core::{
+    CoreConfig, Counters, DeadLetter, Envelope, InputBatch, PartitionCheckpoint, PartitionCore,
+};
+pub use partition::{Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState};
 pub use processor::{Key, ProcessError, Processor, TimeDomain, Timer, TimerName};
 pub use testing::TestDriver;
 

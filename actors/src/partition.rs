@@ -12,17 +12,22 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::OwnedSemaphorePermit;
-use weir_state::RocksStore;
+use weir_state::{RocksStore, Store};
 
-use crate::core::{Counters, DeadLetter, InputBatch, PartitionCore};
+use crate::core::{Counters, DeadLetter, InputBatch, PartitionCheckpoint, PartitionCore};
 use crate::processor::Processor;
 
 /// Where a partition delivers what it produced.
 pub trait Outlet<T>: Send + Sync + 'static {
     /// Outputs of `partition`, in the order they were emitted.
     fn outputs(&self, partition: u32, items: Vec<T>);
-    /// Dead letters (they carry their partition).
-    fn dead_letters(&self, items: Vec<DeadLetter>);
+    /// Dead letters of `partition`.
+    fn dead_letters(&self, partition: u32, items: Vec<DeadLetter>);
+    /// `partition` passed barrier `id`: everything it delivered before
+    /// belongs to checkpoint `id`, everything after to later ones.
+    fn barrier(&self, partition: u32, id: u64);
+    /// `partition`'s local part of a checkpoint is ready.
+    fn checkpointed(&self, checkpoint: PartitionCheckpoint);
     /// The partition failed and stops; the job must stop too.
     fn failed(&self, partition: u32, error: &crate::Error);
 }
@@ -33,6 +38,9 @@ pub enum PartitionMsg<K, V> {
     Batch(InputBatch<K, V>, Option<OwnedSemaphorePermit>),
     /// Processing time passed.
     Tick,
+    /// Checkpoint barrier `id`: every record before it was sent before it;
+    /// `position` is the input position right after those records.
+    Barrier { id: u64, position: u64 },
     /// The input ended: fire every event-time timer, write all state back,
     /// and reply with the partition's counters.
     Finish(RpcReplyPort<Counters>),
@@ -46,6 +54,8 @@ pub struct PartitionArgs<P: Processor> {
     pub outlet: std::sync::Arc<dyn Outlet<P::Out>>,
     /// How often processing time is checked.
     pub tick: Duration,
+    /// Where local checkpoints (RocksDB checkpoint directories) are made.
+    pub checkpoint_dir: std::path::PathBuf,
 }
 
 /// The actor owning one partition.
@@ -57,21 +67,28 @@ impl<P> Default for PartitionActor<P> {
     }
 }
 
+/// A partition actor's state: its arguments and whether it finished.
+pub struct PartitionState<P: Processor> {
+    args: PartitionArgs<P>,
+    finished: bool,
+}
+
 impl<P: Processor> PartitionActor<P> {
-    fn deliver(state: &mut PartitionArgs<P>) {
-        let partition = state.core.partition();
-        if state.core.has_outputs() {
-            state.outlet.outputs(partition, state.core.take_outputs());
+    fn deliver(args: &mut PartitionArgs<P>) {
+        let partition = args.core.partition();
+        if args.core.has_outputs() {
+            args.outlet.outputs(partition, args.core.take_outputs());
         }
-        if state.core.has_dead_letters() {
-            state.outlet.dead_letters(state.core.take_dead_letters());
+        if args.core.has_dead_letters() {
+            args.outlet
+                .dead_letters(partition, args.core.take_dead_letters());
         }
     }
 }
 
 impl<P: Processor> Actor for PartitionActor<P> {
     type Msg = PartitionMsg<P::Key, P::In>;
-    type State = PartitionArgs<P>;
+    type State = PartitionState<P>;
     type Arguments = PartitionArgs<P>;
 
     async fn pre_start(
@@ -80,7 +97,10 @@ impl<P: Processor> Actor for PartitionActor<P> {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.tick, || PartitionMsg::Tick);
-        Ok(args)
+        Ok(PartitionState {
+            args,
+            finished: false,
+        })
     }
 
     async fn handle(
@@ -89,27 +109,54 @@ impl<P: Processor> Actor for PartitionActor<P> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let args = &mut state.args;
         let result = match message {
             PartitionMsg::Batch(batch, permit) => {
-                let r = state.core.process_batch(&batch).await;
+                let r = args.core.process_batch(&batch).await;
                 drop(permit);
                 r
             }
-            PartitionMsg::Tick => state.core.tick().await,
+            // After Finish, state is written and flushed: nothing may fire.
+            PartitionMsg::Tick if state.finished => Ok(()),
+            PartitionMsg::Tick => args.core.tick().await,
+            PartitionMsg::Barrier { id, position } => {
+                let partition = args.core.partition();
+                let dir = args.checkpoint_dir.join(format!("p{partition}-{id}"));
+                args.core.checkpoint(id, position, &dir).map(|checkpoint| {
+                    Self::deliver(args);
+                    args.outlet.barrier(partition, id);
+                    args.outlet.checkpointed(checkpoint);
+                })
+            }
             PartitionMsg::Finish(reply) => {
-                let r = state.core.finish().await;
+                let r = args.core.finish().await;
                 if r.is_ok() {
-                    Self::deliver(state);
+                    state.finished = true;
+                    Self::deliver(args);
                     // The caller may have stopped waiting; nothing to do then.
-                    let _ = reply.send(state.core.counters());
+                    let _ = reply.send(args.core.counters());
                 }
                 r
             }
         };
-        Self::deliver(state);
+        Self::deliver(args);
         if let Err(e) = &result {
-            state.outlet.failed(state.core.partition(), e);
+            args.outlet.failed(args.core.partition(), e);
         }
         Ok(result?)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped without finishing (the job failed or was cancelled): keep
+        // what the live keys hold.
+        if !state.finished {
+            state.args.core.passivate_all()?;
+            state.args.core.store_mut().flush()?;
+        }
+        Ok(())
     }
 }

@@ -164,13 +164,19 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
             .map(|((_, at, _), _)| *at)
     }
 
+    /// The sequence number the next timer set will get: timers set so far
+    /// have lower ones.
+    pub fn sequence(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Removes and returns the earliest timer in `domain` due at or before
-    /// `upto`.
-    pub fn pop_due(&mut self, domain: TimeDomain, upto: i64) -> Option<(K, Timer)> {
+    /// `upto` among those set before sequence number `before`.
+    pub fn pop_due(&mut self, domain: TimeDomain, upto: i64, before: u64) -> Option<(K, Timer)> {
         let (&(d, at, seq), _) = self
             .queue
             .range((domain, i64::MIN, 0)..=(domain, upto, u64::MAX))
-            .next()?;
+            .find(|((_, _, seq), _)| *seq < before)?;
         let (key, name) = self.queue.remove(&(d, at, seq)).expect("entry just seen");
         if let Some(entries) = self.by_key.get_mut(&key) {
             entries.retain(|e| e.seq != seq);
@@ -221,17 +227,33 @@ mod tests {
         q.set(&"a", name("y"), TimeDomain::ProcessingTime, 5);
         q.set(&"c", name("x"), TimeDomain::EventTime, 20);
         assert_eq!(q.next_due(TimeDomain::EventTime), Some(10));
-        let fired: Vec<_> = std::iter::from_fn(|| q.pop_due(TimeDomain::EventTime, 25))
+        let fired: Vec<_> = std::iter::from_fn(|| q.pop_due(TimeDomain::EventTime, 25, u64::MAX))
             .map(|(k, t)| (k, t.at))
             .collect();
         assert_eq!(fired, vec![("a", 10), ("c", 20)]);
-        assert_eq!(q.pop_due(TimeDomain::ProcessingTime, 4), None);
+        assert_eq!(q.pop_due(TimeDomain::ProcessingTime, 4, u64::MAX), None);
         assert_eq!(
-            q.pop_due(TimeDomain::ProcessingTime, 5).map(|(k, _)| k),
+            q.pop_due(TimeDomain::ProcessingTime, 5, u64::MAX)
+                .map(|(k, _)| k),
             Some("a")
         );
         assert_eq!(q.len(), 1);
         assert_eq!(q.get(&"a", "x"), None);
+    }
+
+    #[test]
+    fn pop_due_skips_timers_set_after_a_sequence_number() {
+        let mut q = TimerQueue::default();
+        q.set(&"a", name("x"), TimeDomain::EventTime, 10);
+        let before = q.sequence();
+        q.set(&"b", name("x"), TimeDomain::EventTime, 5);
+        assert_eq!(
+            q.pop_due(TimeDomain::EventTime, 100, before)
+                .map(|(k, _)| k),
+            Some("a")
+        );
+        assert_eq!(q.pop_due(TimeDomain::EventTime, 100, before), None);
+        assert_eq!(q.len(), 1);
     }
 
     #[test]
@@ -241,7 +263,7 @@ mod tests {
         q.cancel(&"a", "w");
         q.cancel(&"a", "missing");
         assert!(q.is_empty());
-        assert_eq!(q.pop_due(TimeDomain::EventTime, i64::MAX), None);
+        assert_eq!(q.pop_due(TimeDomain::EventTime, i64::MAX, u64::MAX), None);
         let changes: Vec<_> = q.drain_changes().collect();
         assert!(matches!(
             changes.last(),

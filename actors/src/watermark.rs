@@ -9,7 +9,9 @@
 //! - at the end of a finite input it jumps to `i64::MAX`, so every event-time
 //!   timer fires.
 //!
-//! A record is late when its event time is below the current watermark.
+//! A record is late when its event time is at or below the current
+//! watermark: a timer at `t` fires once the watermark reaches `t`, so a
+//! record at `t` would arrive after it.
 
 /// Tracks the watermark of one partition.
 #[derive(Debug, Clone)]
@@ -38,6 +40,12 @@ impl Watermark {
         }
     }
 
+    /// Resumes from a checkpointed watermark and maximum event time.
+    pub fn restore(&mut self, current: i64, max_seen: Option<i64>) {
+        self.current = self.current.max(current);
+        self.max_seen = self.max_seen.max(max_seen);
+    }
+
     /// The current watermark.
     pub fn current(&self) -> i64 {
         self.current
@@ -50,7 +58,7 @@ impl Watermark {
 
     /// Whether a record at `ts` is late.
     pub fn is_late(&self, ts: i64) -> bool {
-        ts < self.current
+        ts <= self.current
     }
 
     /// A record arrived at processing time `now` (with event time `ts`).
@@ -109,8 +117,8 @@ mod tests {
         assert_eq!(w.current(), 95);
         assert!(!w.observe(Some(90), 0), "older event does not move it");
         assert_eq!(w.current(), 95);
-        assert!(!w.is_late(95));
-        assert!(w.is_late(94));
+        assert!(!w.is_late(96));
+        assert!(w.is_late(95));
         assert!(w.observe(Some(110), 0));
         assert_eq!(w.current(), 105);
     }
@@ -121,7 +129,8 @@ mod tests {
         assert!(!w.observe(Some(100), 0));
         assert_eq!(w.current(), i64::MIN);
         assert!(w.advance_to(50));
-        assert!(w.is_late(49));
+        assert!(w.is_late(50));
+        assert!(!w.is_late(51));
     }
 
     #[test]

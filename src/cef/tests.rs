@@ -96,7 +96,7 @@ fn both_date_formats_and_epoch_in_rt() {
     let ev = decode("CEF:0|V|P|1|1|N|1|rt=Nov 14 2023 22:13:20.123 src=x").expect("decodes");
     assert_eq!(ev.rt_millis(0), Ok(Some(1_700_000_000_123)));
     let ev = decode("CEF:0|V|P|1|1|N|1|rt=Nov 14 22:13:20 src=x").expect("decodes");
-    assert_eq!(ev.rt_millis(2023), Ok(Some(1_700_000_000_000)));
+    assert_eq!(ev.rt_millis(1_700_500_000_000), Ok(Some(1_700_000_000_000)));
     let ev = decode("CEF:0|V|P|1|1|N|1|rt=1700000000000").expect("decodes");
     assert_eq!(ev.rt_millis(0), Ok(Some(1_700_000_000_000)));
     let ev = decode("CEF:0|V|P|1|1|N|1|src=x").expect("decodes");
@@ -115,6 +115,11 @@ fn garbage_is_an_error_naming_column_and_expectation() {
     let e = decode("CEF:0|Vendor|Product").unwrap_err();
     assert_eq!(e.column, 21);
     assert!(e.expected.contains("deviceProduct"), "{e}");
+    let e = decode("CEF:0|a\\").unwrap_err();
+    assert_eq!(
+        e.column, 9,
+        "a trailing backslash does not move the column past the end"
+    );
     let e = decode("CEF:x|V|P|1|1|N|1|").unwrap_err();
     assert_eq!(
         (e.column, e.expected.as_ref()),

@@ -95,8 +95,10 @@ impl Cursor<'_> {
 }
 
 /// Parses a CEF time into ms since the epoch. A date without a year takes
-/// `default_year`; a date without a zone is UTC.
-pub fn parse_time(value: &str, default_year: i32) -> Result<i64, Error> {
+/// the year that puts it at most a day after `reference_ms` (the time of
+/// reading: log lines are not from the future, so `Dec 31` read on 1
+/// January is last year's); a date without a zone is UTC.
+pub fn parse_time(value: &str, reference_ms: i64) -> Result<i64, Error> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         return value
@@ -122,18 +124,15 @@ pub fn parse_time(value: &str, default_year: i32) -> Result<i64, Error> {
     if c.spaces() == 0 {
         return Err(c.err("a space after the day"));
     }
-    let year = if c.peek_is_time() {
-        i64::from(default_year)
+    let explicit_year = if c.peek_is_time() {
+        None
     } else {
         let y = c.digits(4, 4, "a four-digit year or HH:mm:ss")?;
         if c.spaces() == 0 {
             return Err(c.err("a space after the year"));
         }
-        i64::from(y)
+        Some(i64::from(y))
     };
-    if day == 0 || day > days_in_month(year, month) {
-        return Err(Error::at(day_col + 1, "a day that exists in that month"));
-    }
     let hour = c.digits(2, 2, "HH")?;
     c.byte(b':', "':' after the hour")?;
     let minute = c.digits(2, 2, "mm")?;
@@ -161,12 +160,28 @@ pub fn parse_time(value: &str, default_year: i32) -> Result<i64, Error> {
     if c.pos != c.s.len() {
         return Err(c.err("end of the time value"));
     }
-    let secs = days_from_civil(year, month, day) * 86_400
-        + i64::from(hour) * 3_600
-        + i64::from(minute) * 60
-        + i64::from(second)
-        - offset_min * 60;
-    Ok(secs * 1000 + i64::from(millis))
+    let at = |year: i64| -> Option<i64> {
+        if day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        let secs = days_from_civil(year, month, day) * 86_400
+            + i64::from(hour) * 3_600
+            + i64::from(minute) * 60
+            + i64::from(second)
+            - offset_min * 60;
+        Some(secs * 1000 + i64::from(millis))
+    };
+    let invalid_day = || Error::at(day_col + 1, "a day that exists in that month");
+    match explicit_year {
+        Some(year) => at(year).ok_or_else(invalid_day),
+        None => {
+            let year = i64::from(year_of(reference_ms));
+            match at(year) {
+                Some(ms) if ms <= reference_ms.saturating_add(86_400_000) => Ok(ms),
+                _ => at(year - 1).ok_or_else(invalid_day),
+            }
+        }
+    }
 }
 
 /// `UTC`, `GMT`, `Z`, or an offset `+HH:MM` / `+HHMM` (optionally after
@@ -251,14 +266,34 @@ mod tests {
         );
     }
 
+    /// 2023-11-20, a few days after the dates the tests use.
+    const REF_2023: i64 = 1_700_500_000_000;
+
     #[test]
-    fn date_without_year_takes_the_default() {
-        assert_eq!(parse_time("Nov 14 22:13:20", 2023), Ok(1_700_000_000_000));
+    fn date_without_year_takes_the_year_before_the_reference() {
         assert_eq!(
-            parse_time("Nov 14 22:13:20.007", 2023),
+            parse_time("Nov 14 22:13:20", REF_2023),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_time("Nov 14 22:13:20.007", REF_2023),
             Ok(1_700_000_000_007)
         );
-        assert_eq!(parse_time("Feb 29 00:00:00", 2023).unwrap_err().column, 5);
+        assert_eq!(
+            parse_time("Feb 29 00:00:00", REF_2023).unwrap_err().column,
+            5
+        );
+        // Read on 1 January 2024, 'Dec 31' is from 2023; 'Jan 2' is a day
+        // ahead at most, so this year.
+        let new_year_2024 = 1_704_067_200_000;
+        assert_eq!(
+            parse_time("Dec 31 23:00:00", new_year_2024),
+            Ok(new_year_2024 - 3_600_000)
+        );
+        assert_eq!(
+            parse_time("Jan 02 00:00:00", new_year_2024),
+            Ok(new_year_2024 + 86_400_000)
+        );
     }
 
     #[test]

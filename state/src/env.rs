@@ -98,6 +98,19 @@ impl StateEnv {
         opts
     }
 
+    /// Deletes partition `partition`'s instance, if any.
+    pub fn reset_partition(&self, partition: u32) -> Result<()> {
+        let path = self.partition_dir(partition);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Opens (creating when missing) the instance of `partition`.
     pub fn open_partition(&self, partition: u32) -> Result<RocksStore> {
         let path = self.partition_dir(partition);

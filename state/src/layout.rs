@@ -22,6 +22,15 @@ pub const TIMER_PREFIX: u8 = b't';
 /// Prefix of partition metadata.
 pub const META_PREFIX: u8 = b'm';
 
+/// Meta key: the input position (next byte or offset to read) of the last
+/// checkpoint, u64 big-endian.
+pub const META_POSITION: &[u8] = b"position";
+/// Meta key: the watermark at the last checkpoint, i64 big-endian.
+pub const META_WATERMARK: &[u8] = b"watermark";
+/// Meta key: the largest event time seen at the last checkpoint, i64
+/// big-endian (absent when none was seen).
+pub const META_MAX_SEEN: &[u8] = b"max_seen";
+
 /// Writes the storage key of a timer into `out` (cleared first), without the
 /// space prefix: stores add it.
 pub fn timer_key(domain: u8, at: i64, key: &[u8], name: &str, out: &mut Vec<u8>) {

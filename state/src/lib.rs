@@ -16,11 +16,13 @@
 pub mod codec;
 pub mod env;
 pub mod layout;
+pub mod snapshot;
 pub mod store;
 pub mod value;
 
 pub use codec::KeyCodec;
 pub use env::{MemoryBudget, StateEnv};
+pub use snapshot::{LocalDirStore, Manifest, SnapshotStore};
 pub use store::{MemStore, RocksStore, Space, Store};
 
 /// Everything that can go wrong in the state layer.
@@ -46,6 +48,10 @@ pub enum Error {
     /// A value failed to encode with bincode.
     #[error("cannot encode state value: {0}")]
     ValueEncode(String),
+    /// A checkpoint manifest is missing, malformed, or names files that are
+    /// missing or corrupt.
+    #[error("checkpoint: {0}")]
+    Manifest(String),
     /// Filesystem trouble around the state directory.
     #[error("state directory {path}: {source}")]
     Io {

@@ -52,6 +52,10 @@ pub trait Store: Send + 'static {
     fn for_each(&mut self, space: Space, f: &mut Visitor<'_>) -> Result<()>;
     /// Makes everything written so far durable on local disk.
     fn flush(&mut self) -> Result<()>;
+    /// Writes a consistent copy of the whole store to the new directory
+    /// `dir` (a RocksDB checkpoint: hard links to immutable files plus a
+    /// flush of what is in memory).
+    fn checkpoint_to(&mut self, dir: &std::path::Path) -> Result<()>;
 }
 
 /// One RocksDB instance holding one partition.
@@ -140,6 +144,28 @@ impl Store for RocksStore {
     fn flush(&mut self) -> Result<()> {
         self.db.flush().map_err(|e| self.err(e))
     }
+
+    fn checkpoint_to(&mut self, dir: &std::path::Path) -> Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    path: dir.display().to_string(),
+                    source,
+                });
+            }
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(|e| self.err(e))
+    }
 }
 
 /// An in-memory store with the same contract as [`RocksStore`].
@@ -183,6 +209,16 @@ impl Store for MemStore {
 
     fn flush(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    fn checkpoint_to(&mut self, dir: &std::path::Path) -> Result<()> {
+        Err(Error::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "an in-memory store has no checkpoints",
+            ),
+        })
     }
 }
 

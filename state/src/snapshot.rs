@@ -1,0 +1,661 @@
+//! Snapshot stores and checkpoint manifests.
+//!
+//! A checkpoint in a store is a set of files and, written last, its manifest
+//! `checkpoints/<id>/MANIFEST.json`: a checkpoint without a manifest does not
+//! exist. SST files are immutable, so they are stored once under
+//! `shared/p<partition>/<name>-<crc32>-<size>.sst` and referenced by every
+//! manifest that needs them (incremental upload); RocksDB's small metadata
+//! files (`CURRENT`, `MANIFEST-*`, `OPTIONS-*`) go under the checkpoint's own
+//! folder. Pruning keeps the newest `retain` checkpoints and deletes any
+//! shared file no kept manifest references.
+//!
+//! [`SnapshotStore`] is the storage interface; [`LocalDirStore`] is the
+//! local-directory implementation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Version of the manifest format.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// Where checkpoints are kept.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// A human-readable location (a path or URL).
+    fn describe(&self) -> String;
+    /// Stores the local file at `local` under `key` (atomically visible).
+    fn put_file(&self, key: &str, local: &Path) -> Result<()>;
+    /// Stores `data` under `key` (atomically visible).
+    fn put_bytes(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// The bytes under `key`, if any.
+    fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Copies the object under `key` to the local file `local`.
+    fn get_file(&self, key: &str, local: &Path) -> Result<()>;
+    /// The size of the object under `key`, if it exists.
+    fn size(&self, key: &str) -> Result<Option<u64>>;
+    /// Every key starting with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes `key` (no error when absent).
+    fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// A file of a partition's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Its name in the RocksDB directory.
+    pub name: String,
+    /// Its key in the store.
+    pub key: String,
+    pub size: u64,
+    pub crc32: u32,
+}
+
+/// One partition in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshot {
+    pub partition: u32,
+    /// Input position (next byte / offset to read) at the barrier.
+    pub position: u64,
+    /// Watermark at the barrier.
+    pub watermark: i64,
+    pub files: Vec<FileEntry>,
+}
+
+/// A complete checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub checkpoint_id: u64,
+    /// When it completed, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Lengths of exactly-once file outputs, by sink name.
+    pub sinks: BTreeMap<String, u64>,
+    pub partitions: Vec<PartitionSnapshot>,
+}
+
+impl Manifest {
+    /// Total bytes of the files this checkpoint references.
+    pub fn total_bytes(&self) -> u64 {
+        self.partitions
+            .iter()
+            .flat_map(|p| &p.files)
+            .map(|f| f.size)
+            .sum()
+    }
+
+    /// Decodes a manifest, checking its format version.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Manifest(format!("not a manifest: {e}")))?;
+        if v.format_version != MANIFEST_FORMAT_VERSION {
+            return Err(Error::Manifest(format!(
+                "manifest format version {} (this build reads {MANIFEST_FORMAT_VERSION})",
+                v.format_version
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(|e| Error::Manifest(format!("bad manifest: {e}")))
+    }
+
+    /// Encodes the manifest as JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest always serializes")
+    }
+}
+
+/// The store key of checkpoint `id`'s manifest.
+pub fn manifest_key(id: u64) -> String {
+    format!("checkpoints/{id:020}/MANIFEST.json")
+}
+
+fn checkpoint_prefix(id: u64) -> String {
+    format!("checkpoints/{id:020}/")
+}
+
+/// Ids of the checkpoints that have a manifest, oldest first.
+pub fn list_checkpoints(store: &dyn SnapshotStore) -> Result<Vec<u64>> {
+    let mut ids: Vec<u64> = store
+        .list("checkpoints/")?
+        .iter()
+        .filter_map(|k| {
+            let rest = k.strip_prefix("checkpoints/")?;
+            let (id, file) = rest.split_once('/')?;
+            (file == "MANIFEST.json").then(|| id.parse().ok()).flatten()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Reads checkpoint `id`'s manifest.
+pub fn load_manifest(store: &dyn SnapshotStore, id: u64) -> Result<Manifest> {
+    let bytes = store
+        .get_bytes(&manifest_key(id))?
+        .ok_or_else(|| Error::Manifest(format!("checkpoint {id} has no manifest")))?;
+    Manifest::decode(&bytes)
+}
+
+/// CRC-32 and size of a local file.
+pub fn checksum_file(path: &Path) -> Result<(u32, u64)> {
+    let mut f = fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((h.finalize(), size))
+}
+
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadStats {
+    /// Bytes copied to the store.
+    pub uploaded_bytes: u64,
+    /// Bytes referenced from earlier checkpoints instead of copied.
+    pub reused_bytes: u64,
+    pub files: u64,
+}
+
+/// Uploads one partition's local RocksDB checkpoint directory.
+/// `known` caches checksums of SSTs seen before (they never change).
+pub fn upload_partition(
+    store: &dyn SnapshotStore,
+    checkpoint_id: u64,
+    partition: u32,
+    dir: &Path,
+    known: &mut HashMap<(u32, String, u64), u32>,
+    stats: &mut UploadStats,
+) -> Result<Vec<FileEntry>> {
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| io_err(dir, e))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| io_err(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let size = entry.metadata().map_err(|e| io_err(&path, e))?.len();
+        stats.files += 1;
+        if let Some(stem) = name.strip_suffix(".sst") {
+            let crc = match known.get(&(partition, name.clone(), size)) {
+                Some(&crc) => crc,
+                None => checksum_file(&path)?.0,
+            };
+            let key = format!("shared/p{partition}/{stem}-{crc:08x}-{size}.sst");
+            if store.size(&key)? == Some(size) {
+                stats.reused_bytes += size;
+            } else {
+                store.put_file(&key, &path)?;
+                stats.uploaded_bytes += size;
+            }
+            known.insert((partition, name.clone(), size), crc);
+            files.push(FileEntry {
+                name,
+                key,
+                size,
+                crc32: crc,
+            });
+        } else {
+            let (crc, size) = checksum_file(&path)?;
+            let key = format!("{}p{partition}/{name}", checkpoint_prefix(checkpoint_id));
+            store.put_file(&key, &path)?;
+            stats.uploaded_bytes += size;
+            files.push(FileEntry {
+                name,
+                key,
+                size,
+                crc32: crc,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Downloads a partition's files into `dest` (replaced), verifying sizes and
+/// checksums.
+pub fn restore_partition(
+    store: &dyn SnapshotStore,
+    part: &PartitionSnapshot,
+    dest: &Path,
+) -> Result<u64> {
+    if dest.exists() {
+        fs::remove_dir_all(dest).map_err(|e| io_err(dest, e))?;
+    }
+    fs::create_dir_all(dest).map_err(|e| io_err(dest, e))?;
+    let mut bytes = 0;
+    for f in &part.files {
+        let local = dest.join(&f.name);
+        store.get_file(&f.key, &local)?;
+        let (crc, size) = checksum_file(&local)?;
+        if size != f.size || crc != f.crc32 {
+            return Err(Error::Manifest(format!(
+                "{} of partition {}: expected {} bytes with crc32 {:08x}, found {} bytes with crc32 {:08x}",
+                f.key, part.partition, f.size, f.crc32, size, crc
+            )));
+        }
+        bytes += size;
+    }
+    Ok(bytes)
+}
+
+/// Checks that every file of `manifest` exists in the store with its size.
+pub fn verify_present(store: &dyn SnapshotStore, manifest: &Manifest) -> Result<()> {
+    for f in manifest.partitions.iter().flat_map(|p| &p.files) {
+        match store.size(&f.key)? {
+            Some(s) if s == f.size => {}
+            Some(s) => {
+                return Err(Error::Manifest(format!(
+                    "{} has {s} bytes, expected {}",
+                    f.key, f.size
+                )));
+            }
+            None => return Err(Error::Manifest(format!("{} is missing", f.key))),
+        }
+    }
+    Ok(())
+}
+
+/// The outcome of [`choose_checkpoint`].
+#[derive(Debug)]
+pub struct Choice<T> {
+    /// The checkpoint to use and what its check produced.
+    pub chosen: Option<(u64, T)>,
+    /// Newer checkpoints skipped, with reasons.
+    pub skipped: Vec<(u64, String)>,
+}
+
+/// The recovery decision: tries checkpoints `ids` (oldest first) newest
+/// first with `check`, and chooses the first that passes.
+pub fn choose_checkpoint<T, E: std::fmt::Display>(
+    ids: &[u64],
+    mut check: impl FnMut(u64) -> std::result::Result<T, E>,
+) -> Choice<T> {
+    let mut skipped = Vec::new();
+    for &id in ids.iter().rev() {
+        match check(id) {
+            Ok(v) => {
+                return Choice {
+                    chosen: Some((id, v)),
+                    skipped,
+                };
+            }
+            Err(e) => skipped.push((id, e.to_string())),
+        }
+    }
+    Choice {
+        chosen: None,
+        skipped,
+    }
+}
+
+/// Deletes all but the newest `retain` checkpoints, then every shared file
+/// and checkpoint folder no kept checkpoint references. Returns the number
+/// of objects deleted.
+pub fn prune(store: &dyn SnapshotStore, retain: usize) -> Result<usize> {
+    let ids = list_checkpoints(store)?;
+    let keep: BTreeSet<u64> = ids.iter().rev().take(retain.max(1)).copied().collect();
+    let mut referenced = BTreeSet::new();
+    for &id in &keep {
+        let m = load_manifest(store, id)?;
+        referenced.extend(
+            m.partitions
+                .into_iter()
+                .flat_map(|p| p.files)
+                .map(|f| f.key),
+        );
+    }
+    let newest_kept = keep.iter().next_back().copied();
+    let mut deleted = 0;
+    // Manifests first, so a crash midway never leaves a manifest whose files
+    // are gone.
+    let mut keys = store.list("checkpoints/")?;
+    keys.sort_by_key(|k| !k.ends_with("/MANIFEST.json"));
+    for key in keys {
+        let Some(id) = key
+            .strip_prefix("checkpoints/")
+            .and_then(|r| r.split_once('/'))
+            .and_then(|(id, _)| id.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        // Folders of checkpoints newer than the newest kept one may belong
+        // to a checkpoint being written: leave them.
+        let in_progress = newest_kept.is_none_or(|n| id > n);
+        if !keep.contains(&id) && !in_progress && !referenced.contains(&key) {
+            store.delete(&key)?;
+            deleted += 1;
+        }
+    }
+    if newest_kept.is_some() {
+        for key in store.list("shared/")? {
+            if !referenced.contains(&key) {
+                store.delete(&key)?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// A snapshot store in a local (or mounted shared) directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    /// A store rooted at `root` (created when missing).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn tmp_path(&self, target: &Path) -> PathBuf {
+        let mut name = target
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(format!(".tmp-{}", std::process::id()));
+        target.with_file_name(name)
+    }
+
+    fn publish(&self, tmp: &Path, target: &Path) -> Result<()> {
+        fs::rename(tmp, target).map_err(|e| io_err(target, e))?;
+        if let Some(parent) = target.parent()
+            && let Ok(d) = fs::File::open(parent)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn ensure_parent(&self, target: &Path) -> Result<()> {
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl SnapshotStore for LocalDirStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put_file(&self, key: &str, local: &Path) -> Result<()> {
+        let target = self.path(key);
+        self.ensure_parent(&target)?;
+        let tmp = self.tmp_path(&target);
+        let _ = fs::remove_file(&tmp);
+        fs::copy(local, &tmp).map_err(|e| io_err(local, e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
+        self.publish(&tmp, &target)
+    }
+
+    fn put_bytes(&self, key: &str, data: &[u8]) -> Result<()> {
+        let target = self.path(key);
+        self.ensure_parent(&target)?;
+        let tmp = self.tmp_path(&target);
+        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(data)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
+        self.publish(&tmp, &target)
+    }
+
+    fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    fn get_file(&self, key: &str, local: &Path) -> Result<()> {
+        let path = self.path(key);
+        fs::copy(&path, local).map_err(|e| io_err(&path, e))?;
+        Ok(())
+    }
+
+    fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&dir, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| io_err(&dir, e))?;
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&self.root) {
+                    let key = rel.to_string_lossy().replace('\\', "/");
+                    if key.starts_with(prefix) && !key.contains(".tmp-") {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                // Tidy an emptied checkpoint folder; failure is harmless.
+                if let Some(parent) = path.parent() {
+                    let _ = fs::remove_dir(parent);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: u64, keys: &[&str]) -> Manifest {
+        Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            checkpoint_id: id,
+            created_at_ms: 1,
+            sinks: BTreeMap::from([("output".to_string(), 10)]),
+            partitions: vec![PartitionSnapshot {
+                partition: 0,
+                position: 100,
+                watermark: -5,
+                files: keys
+                    .iter()
+                    .map(|k| FileEntry {
+                        name: k.rsplit('/').next().unwrap_or(k).to_string(),
+                        key: k.to_string(),
+                        size: 1,
+                        crc32: 0,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn manifest_roundtrip_and_version_check() {
+        let m = manifest(3, &["shared/p0/a.sst"]);
+        assert_eq!(Manifest::decode(&m.encode()).expect("decodes"), m);
+        let mut v: serde_json::Value = serde_json::from_slice(&m.encode()).expect("json");
+        v["format_version"] = 99.into();
+        let err = Manifest::decode(&serde_json::to_vec(&v).expect("json")).unwrap_err();
+        assert!(err.to_string().contains("format version 99"), "{err}");
+        assert!(Manifest::decode(b"{").is_err());
+        assert_eq!(
+            manifest_key(3),
+            "checkpoints/00000000000000000003/MANIFEST.json"
+        );
+    }
+
+    #[test]
+    fn recovery_decision_takes_the_newest_that_passes() {
+        let c = choose_checkpoint(&[1, 2, 3], |id| {
+            if id == 3 {
+                Err("files missing")
+            } else {
+                Ok(id * 10)
+            }
+        });
+        assert_eq!(c.chosen, Some((2, 20)));
+        assert_eq!(c.skipped, vec![(3, "files missing".to_string())]);
+        let c = choose_checkpoint(&[1, 2], |_| Err::<(), _>("bad"));
+        assert!(c.chosen.is_none());
+        assert_eq!(c.skipped.len(), 2);
+        assert!(
+            choose_checkpoint(&[], |_| Ok::<_, String>(()))
+                .chosen
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn retention_keeps_referenced_files_and_in_progress_checkpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalDirStore::new(dir.path()).expect("store");
+        for key in [
+            "shared/p0/a.sst",
+            "shared/p0/b.sst",
+            "shared/p0/c.sst",
+            "checkpoints/00000000000000000004/p0/CURRENT",
+        ] {
+            store.put_bytes(key, b"x").expect("put");
+        }
+        for (id, files) in [
+            (1, vec!["shared/p0/a.sst"]),
+            (2, vec!["shared/p0/a.sst", "shared/p0/b.sst"]),
+            (3, vec!["shared/p0/b.sst", "shared/p0/c.sst"]),
+        ] {
+            store
+                .put_bytes(&manifest_key(id), &manifest(id, &files).encode())
+                .expect("manifest");
+        }
+        assert_eq!(list_checkpoints(&store).expect("list"), vec![1, 2, 3]);
+        prune(&store, 2).expect("prune");
+        assert_eq!(list_checkpoints(&store).expect("list"), vec![2, 3]);
+        assert_eq!(
+            store.size("shared/p0/a.sst").expect("size"),
+            Some(1),
+            "kept: checkpoint 2 uses it"
+        );
+        prune(&store, 1).expect("prune");
+        assert_eq!(list_checkpoints(&store).expect("list"), vec![3]);
+        assert_eq!(
+            store.size("shared/p0/a.sst").expect("size"),
+            None,
+            "no kept checkpoint uses it"
+        );
+        assert_eq!(store.size("shared/p0/b.sst").expect("size"), Some(1));
+        assert_eq!(
+            store
+                .size("checkpoints/00000000000000000004/p0/CURRENT")
+                .expect("size"),
+            Some(1),
+            "a newer checkpoint without a manifest may be in progress"
+        );
+        verify_present(
+            &store,
+            &manifest(3, &["shared/p0/b.sst", "shared/p0/c.sst"]),
+        )
+        .expect("present");
+        assert!(verify_present(&store, &manifest(3, &["shared/p0/a.sst"])).is_err());
+    }
+
+    #[test]
+    fn uploads_are_incremental_and_restores_verify_checksums() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalDirStore::new(dir.path().join("store")).expect("store");
+        let local = dir.path().join("chk");
+        fs::create_dir_all(&local).expect("mkdir");
+        fs::write(local.join("000007.sst"), vec![7u8; 4096]).expect("write");
+        fs::write(local.join("CURRENT"), b"MANIFEST-000001\n").expect("write");
+        let mut known = HashMap::new();
+        let mut first = UploadStats::default();
+        let files = upload_partition(&store, 1, 0, &local, &mut known, &mut first).expect("upload");
+        assert_eq!(first.uploaded_bytes, 4096 + 16);
+        let mut second = UploadStats::default();
+        let again = upload_partition(&store, 2, 0, &local, &mut HashMap::new(), &mut second)
+            .expect("upload");
+        assert_eq!(
+            second.reused_bytes, 4096,
+            "the SST is referenced, not copied"
+        );
+        assert_eq!(second.uploaded_bytes, 16);
+        assert_eq!(files[0].key, again[0].key);
+
+        let part = PartitionSnapshot {
+            partition: 0,
+            position: 0,
+            watermark: 0,
+            files: again,
+        };
+        let dest = dir.path().join("restored");
+        assert_eq!(
+            restore_partition(&store, &part, &dest).expect("restore"),
+            4096 + 16
+        );
+        assert_eq!(
+            fs::read(dest.join("000007.sst")).expect("read"),
+            vec![7u8; 4096]
+        );
+
+        // Corrupt the stored SST: restore must notice.
+        let stored = dir.path().join("store").join(&part.files[0].key);
+        fs::write(&stored, vec![8u8; 4096]).expect("corrupt");
+        let err = restore_partition(&store, &part, &dest).unwrap_err();
+        assert!(err.to_string().contains("crc32"), "{err}");
+    }
+}
