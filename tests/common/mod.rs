@@ -1,0 +1,181 @@
+//! Shared by the integration tests: the example binary, an independent
+//! CEF data set with its reference alerts, and running the example.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const START: i64 = 1_767_225_600_000;
+pub const WINDOW: i64 = 60_000;
+pub const THRESHOLD: u32 = 5;
+
+/// The example binary, built by `cargo test` next to the test binaries.
+pub fn example_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = dir
+        .join("examples")
+        .join(format!("cef_alerts{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} missing: run through `cargo test`, which builds examples",
+        bin.display()
+    );
+    bin
+}
+
+/// A small deterministic generator, independent of weir's.
+pub struct Lcg(pub u64);
+impl Lcg {
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// (src, window_start) -> (failed, events, last_seen)
+pub type Reference = BTreeSet<(String, i64, u32, u32, i64)>;
+
+pub struct DataSet {
+    pub text: Vec<u8>,
+    pub malformed: usize,
+    pub lines: usize,
+    pub reference: Reference,
+}
+
+pub fn data_set(events: u64, keys: u64, seed: u64, malformed_every: u64) -> DataSet {
+    let mut rng = Lcg(seed);
+    let mut text = Vec::new();
+    let mut windows: BTreeMap<(String, i64), (u32, u32, i64)> = BTreeMap::new();
+    let mut malformed = 0;
+    let mut lines = 0;
+    let mut burst: Option<(u64, u32)> = None;
+    for i in 0..events {
+        if malformed_every > 0 && i % malformed_every == malformed_every / 2 {
+            let bad: &[u8] = match malformed % 6 {
+                0 => b"this is not a CEF line",
+                1 => b"CEF:0|Vendor|Product|1.0",
+                2 => b"CEF:0|V|P|1|100|Login|5|outcome=failure rt=1767225600000",
+                3 => b"CEF:0|V|P|1|100|Login|5|src=10.9.9.9 outcome=failure",
+                4 => b"CEF:0|V|P|1|100|Login|5|src=10.9.9.9 rt=Smarch 5 2026 10:00:00",
+                _ => b"CEF:0|V|P|1|100|Login|5|src=10.9.\xff\xfe rt=1767225600000",
+            };
+            text.extend_from_slice(bad);
+            text.push(b'\n');
+            malformed += 1;
+            lines += 1;
+        }
+        let rt = START + i as i64 * 7 - rng.next(2_000) as i64;
+        if burst.is_none() && rng.next(500) == 0 {
+            burst = Some((rng.next(keys), 8));
+        }
+        let (key, failed) = match burst {
+            Some((k, left)) if rng.next(3) == 0 => {
+                burst = (left > 1).then_some((k, left - 1));
+                (k, true)
+            }
+            _ => (rng.next(keys), rng.next(10) == 0),
+        };
+        let src = format!("172.16.{}.{}", key / 250, key % 250);
+        let login = failed || rng.next(2) == 0;
+        let sig = if login { 100 } else { 300 + rng.next(3) };
+        let outcome = if failed { "failure" } else { "success" };
+        // Escapes and spaces in fields around the ones that matter.
+        let line = format!(
+            "<86>Jan  1 00:00:00 host-{} CEF:0|Test\\|Co|Suite|2.{}|{sig}|Login \\\\ check|7|msg=user tried x\\=y and left suser=u{} outcome={outcome} src={src} rt={rt} cs1=a b c",
+            key % 3,
+            i % 10,
+            rng.next(100)
+        );
+        text.extend_from_slice(line.as_bytes());
+        text.extend_from_slice(if i % 17 == 0 { b"\r\n" } else { b"\n" });
+        lines += 1;
+        let w = windows
+            .entry((src, rt.div_euclid(WINDOW) * WINDOW))
+            .or_insert((0, 0, i64::MIN));
+        w.1 += 1;
+        if sig == 100 && failed {
+            w.0 += 1;
+        }
+        w.2 = w.2.max(rt);
+    }
+    let reference = windows
+        .into_iter()
+        .filter(|(_, (failed, _, _))| *failed >= THRESHOLD)
+        .map(|((src, start), (failed, events, last))| (src, start, failed, events, last))
+        .collect();
+    DataSet {
+        text,
+        malformed,
+        lines,
+        reference,
+    }
+}
+
+pub struct Run {
+    pub alerts: Vec<(String, i64, u32, u32, i64)>,
+    pub dead_letters: Vec<serde_json::Value>,
+    pub summary: String,
+}
+
+pub fn run_example(dir: &Path, name: &str, extra: &[&str]) -> Run {
+    let output = dir.join(format!("{name}.jsonl"));
+    let state = dir.join(format!("{name}-state"));
+    let out = Command::new(example_bin())
+        .args(["--output", output.to_str().expect("utf-8 path")])
+        .args(["--state-dir", state.to_str().expect("utf-8 path")])
+        .args(["--threshold", &THRESHOLD.to_string(), "--window-secs", "60"])
+        .args(extra)
+        .output()
+        .expect("cef_alerts starts");
+    let summary = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "cef_alerts failed: {summary}");
+    let alerts = read_alerts(&output);
+    let dead_letters = read_json_lines(&dir.join(format!("{name}.jsonl.dlq")));
+    Run {
+        alerts,
+        dead_letters,
+        summary,
+    }
+}
+
+pub fn summary_field(summary: &str, name: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in summary: {summary}"))
+}
+
+
+/// Every line of a JSON-lines file, parsed (a torn line fails the test).
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display())))
+        .collect()
+}
+
+/// The alerts of an output file, as tuples.
+pub fn read_alerts(path: &Path) -> Vec<(String, i64, u32, u32, i64)> {
+    read_json_lines(path)
+        .into_iter()
+        .map(|v| {
+            (
+                v["src"].as_str().expect("src").to_string(),
+                v["window_start"].as_i64().expect("window_start"),
+                v["failed"].as_u64().expect("failed") as u32,
+                v["events"].as_u64().expect("events") as u32,
+                v["last_seen"].as_i64().expect("last_seen"),
+            )
+        })
+        .collect()
+}

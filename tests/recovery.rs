@@ -1,0 +1,143 @@
+//! Crash recovery with real processes: `cef_alerts` killed with SIGKILL at
+//! random moments, restarted with the same arguments each time, must end
+//! with every alert and every dead letter exactly once.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Lcg, data_set, example_bin, read_alerts, read_json_lines};
+
+/// Runs cef_alerts with `args` until it completes, killing it `kills` times
+/// first after a random 100–600 ms. Returns how many kills landed.
+fn run_with_kills(args: &[String], kills: u32, seed: u64, log: &Path) -> u32 {
+    let mut rng = Lcg(seed);
+    let mut landed = 0;
+    loop {
+        let stderr = std::fs::File::create(log).expect("log file");
+        let mut child = Command::new(example_bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("cef_alerts starts");
+        if landed < kills {
+            let deadline = Instant::now() + Duration::from_millis(100 + rng.next(500));
+            loop {
+                if let Some(status) = child.try_wait().expect("poll") {
+                    let log = std::fs::read_to_string(log).unwrap_or_default();
+                    assert!(status.success(), "run failed: {log}");
+                    return landed;
+                }
+                if Instant::now() >= deadline {
+                    child.kill().expect("SIGKILL");
+                    child.wait().expect("reap");
+                    landed += 1;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            let status = child.wait().expect("runs");
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            assert!(status.success(), "final run failed: {log}");
+            assert!(log.contains("restored_checkpoint="), "summary printed: {log}");
+            return landed;
+        }
+    }
+}
+
+#[test]
+fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = data_set(1_000_000, 2_000, 11, 997);
+    let input = dir.path().join("events.cef");
+    std::fs::write(&input, &data.text).expect("write input");
+    let output = dir.path().join("alerts.jsonl");
+    let args: Vec<String> = [
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--output",
+        output.to_str().expect("utf-8"),
+        "--state-dir",
+        dir.path().join("state").to_str().expect("utf-8"),
+        "--checkpoint-interval-ms",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    let kills = run_with_kills(&args, 20, 3, &dir.path().join("run.log"));
+    assert!(kills >= 20, "only {kills} kills landed before the run finished");
+
+    let alerts = read_alerts(&output);
+    let unique: BTreeSet<_> = alerts.iter().cloned().collect();
+    assert_eq!(unique.len(), alerts.len(), "an alert was written twice");
+    assert_eq!(unique, data.reference, "alerts differ from the reference");
+    let dead = read_json_lines(&dir.path().join("alerts.jsonl.dlq"));
+    assert_eq!(dead.len(), data.malformed, "each malformed line dead-lettered once");
+    let offsets: BTreeSet<u64> = dead.iter().map(|d| d["offset"].as_u64().expect("offset")).collect();
+    assert_eq!(offsets.len(), dead.len());
+
+    // Run again after completion: nothing left to do, nothing rewritten.
+    let before = std::fs::read(&output).expect("output");
+    assert_eq!(run_with_kills(&args, 0, 0, &dir.path().join("again.log")), 0);
+    assert_eq!(std::fs::read(&output).expect("output"), before);
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = data_set(40_000, 300, 5, 0);
+    let input = dir.path().join("events.cef");
+    std::fs::write(&input, &data.text).expect("write input");
+    let output = dir.path().join("alerts.jsonl");
+    let store = dir.path().join("store");
+    let args: Vec<String> = [
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--output",
+        output.to_str().expect("utf-8"),
+        "--state-dir",
+        dir.path().join("state").to_str().expect("utf-8"),
+        "--checkpoint-store",
+        store.to_str().expect("utf-8"),
+        "--checkpoint-interval-ms",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_with_kills(&args, 0, 0, &dir.path().join("first.log"));
+    // Two complete checkpoints now: the end-of-input one of this run ...
+    run_with_kills(&args, 0, 0, &dir.path().join("second.log"));
+    // ... and the one of the second run. Damage the newest one's files.
+    let newest = std::fs::read_dir(store.join("checkpoints"))
+        .expect("checkpoints")
+        .map(|e| e.expect("entry").path())
+        .max()
+        .expect("a checkpoint");
+    let current = newest.join("p0").join("CURRENT");
+    std::fs::write(&current, b"garbage").expect("corrupt");
+    let log = dir.path().join("third.log");
+    run_with_kills(&args, 0, 0, &log);
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(log.contains("skipped a broken checkpoint"), "{log}");
+    let alerts: BTreeSet<_> = read_alerts(&output).into_iter().collect();
+    assert_eq!(alerts, data.reference);
+
+    // With every checkpoint broken, the job refuses to start empty silently.
+    for entry in std::fs::read_dir(store.join("checkpoints")).expect("checkpoints") {
+        std::fs::write(entry.expect("entry").path().join("p0").join("CURRENT"), b"garbage").expect("corrupt");
+    }
+    let out = Command::new(example_bin()).args(&args).output().expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no usable checkpoint") && err.contains("--start-empty"), "{err}");
+    let out = Command::new(example_bin()).args(&args).arg("--start-empty").output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
