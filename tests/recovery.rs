@@ -44,7 +44,10 @@ fn run_with_kills(args: &[String], kills: u32, seed: u64, log: &Path) -> u32 {
             let status = child.wait().expect("runs");
             let log = std::fs::read_to_string(log).unwrap_or_default();
             assert!(status.success(), "final run failed: {log}");
-            assert!(log.contains("restored_checkpoint="), "summary printed: {log}");
+            assert!(
+                log.contains("restored_checkpoint="),
+                "summary printed: {log}"
+            );
             return landed;
         }
     }
@@ -72,20 +75,33 @@ fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
     .collect();
 
     let kills = run_with_kills(&args, 20, 3, &dir.path().join("run.log"));
-    assert!(kills >= 20, "only {kills} kills landed before the run finished");
+    assert!(
+        kills >= 20,
+        "only {kills} kills landed before the run finished"
+    );
 
     let alerts = read_alerts(&output);
     let unique: BTreeSet<_> = alerts.iter().cloned().collect();
     assert_eq!(unique.len(), alerts.len(), "an alert was written twice");
     assert_eq!(unique, data.reference, "alerts differ from the reference");
     let dead = read_json_lines(&dir.path().join("alerts.jsonl.dlq"));
-    assert_eq!(dead.len(), data.malformed, "each malformed line dead-lettered once");
-    let offsets: BTreeSet<u64> = dead.iter().map(|d| d["offset"].as_u64().expect("offset")).collect();
+    assert_eq!(
+        dead.len(),
+        data.malformed,
+        "each malformed line dead-lettered once"
+    );
+    let offsets: BTreeSet<u64> = dead
+        .iter()
+        .map(|d| d["offset"].as_u64().expect("offset"))
+        .collect();
     assert_eq!(offsets.len(), dead.len());
 
     // Run again after completion: nothing left to do, nothing rewritten.
     let before = std::fs::read(&output).expect("output");
-    assert_eq!(run_with_kills(&args, 0, 0, &dir.path().join("again.log")), 0);
+    assert_eq!(
+        run_with_kills(&args, 0, 0, &dir.path().join("again.log")),
+        0
+    );
     assert_eq!(std::fs::read(&output).expect("output"), before);
 }
 
@@ -132,12 +148,30 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
 
     // With every checkpoint broken, the job refuses to start empty silently.
     for entry in std::fs::read_dir(store.join("checkpoints")).expect("checkpoints") {
-        std::fs::write(entry.expect("entry").path().join("p0").join("CURRENT"), b"garbage").expect("corrupt");
+        std::fs::write(
+            entry.expect("entry").path().join("p0").join("CURRENT"),
+            b"garbage",
+        )
+        .expect("corrupt");
     }
-    let out = Command::new(example_bin()).args(&args).output().expect("runs");
+    let out = Command::new(example_bin())
+        .args(&args)
+        .output()
+        .expect("runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no usable checkpoint") && err.contains("--start-empty"), "{err}");
-    let out = Command::new(example_bin()).args(&args).arg("--start-empty").output().expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        err.contains("no usable checkpoint") && err.contains("--start-empty"),
+        "{err}"
+    );
+    let out = Command::new(example_bin())
+        .args(&args)
+        .arg("--start-empty")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -152,7 +152,11 @@ pub struct Counters {
 
 struct Slot<S> {
     state: S,
+    /// Changed since loaded or last written.
     dirty: bool,
+    /// The store holds a value for this key (so a default state must be
+    /// deleted there rather than just not written).
+    stored: bool,
     last_active: i64,
 }
 
@@ -341,7 +345,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         if let Some(slot) = self.keys.peek(key) {
             return Ok(slot.state.clone());
         }
-        self.load_state(key)
+        self.load_state(key).map(|(state, _)| state)
     }
 
     /// Processes every record of a batch, in order.
@@ -390,7 +394,6 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 |ctx, state| processor.process(&mut ctx, state, &env.value)
             );
         }
-        self.persist_timer_changes()?;
         self.enforce_cap()?;
         if self
             .timers
@@ -478,7 +481,8 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         })
     }
 
-    /// Writes every dirty state back, keeping keys live.
+    /// Writes every dirty state and every timer change back, keeping keys
+    /// live.
     pub fn write_back(&mut self) -> Result<(), Error> {
         let dirty: Vec<P::Key> = self
             .keys
@@ -488,25 +492,24 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             .collect();
         for key in dirty {
             let slot = self.keys.peek_mut(&key).expect("listed above");
-            slot.dirty = false;
             Self::write_state(
                 &mut self.store,
                 &mut self.key_buf,
                 &mut self.val_buf,
                 &self.default_encoding,
                 &key,
-                &slot.state,
+                slot,
             )?;
         }
-        Ok(())
+        self.persist_timer_changes()
     }
 
-    /// Passivates every live key.
+    /// Passivates every live key and writes every timer change.
     pub fn passivate_all(&mut self) -> Result<(), Error> {
         while let Some((key, slot)) = self.keys.pop_lru() {
             self.passivate(&key, slot)?;
         }
-        Ok(())
+        self.persist_timer_changes()
     }
 
     async fn fire_event_timers(&mut self) -> Result<(), Error> {
@@ -549,7 +552,6 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 None,
                 |ctx, state| processor.on_timer(&mut ctx, state, timer.clone())
             );
-            self.persist_timer_changes()?;
             self.enforce_cap()?;
         }
         Ok(())
@@ -560,13 +562,14 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             slot.last_active = now;
             return Ok(());
         }
-        let state = self.load_state(key)?;
+        let (state, stored) = self.load_state(key)?;
         self.counters.activations += 1;
         self.keys.push(
             key.clone(),
             Slot {
                 state,
                 dirty: false,
+                stored,
                 last_active: now,
             },
         );
@@ -581,32 +584,32 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         Ok(())
     }
 
-    fn load_state(&mut self, key: &P::Key) -> Result<P::State, Error> {
+    /// The stored state of `key` (or the default) and whether it was stored.
+    fn load_state(&mut self, key: &P::Key) -> Result<(P::State, bool), Error> {
         self.key_buf.clear();
         key.encode_key(&mut self.key_buf);
         match self.store.get(Space::State, &self.key_buf)? {
-            Some(bytes) => decode_value(&bytes).map_err(|source| Error::State {
-                partition: self.config.partition,
-                key: format!("{key:?}"),
-                source,
-            }),
-            None => Ok(P::State::default()),
+            Some(bytes) => decode_value(&bytes)
+                .map(|state| (state, true))
+                .map_err(|source| Error::State {
+                    partition: self.config.partition,
+                    key: format!("{key:?}"),
+                    source,
+                }),
+            None => Ok((P::State::default(), false)),
         }
     }
 
-    fn passivate(&mut self, key: &P::Key, slot: Slot<P::State>) -> Result<(), Error> {
+    fn passivate(&mut self, key: &P::Key, mut slot: Slot<P::State>) -> Result<(), Error> {
         self.counters.passivations += 1;
-        if slot.dirty {
-            Self::write_state(
-                &mut self.store,
-                &mut self.key_buf,
-                &mut self.val_buf,
-                &self.default_encoding,
-                key,
-                &slot.state,
-            )?;
-        }
-        Ok(())
+        Self::write_state(
+            &mut self.store,
+            &mut self.key_buf,
+            &mut self.val_buf,
+            &self.default_encoding,
+            key,
+            &mut slot,
+        )
     }
 
     fn write_state(
@@ -615,16 +618,25 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         val_buf: &mut Vec<u8>,
         default_encoding: &[u8],
         key: &P::Key,
-        state: &P::State,
+        slot: &mut Slot<P::State>,
     ) -> Result<(), Error> {
+        if !slot.dirty {
+            return Ok(());
+        }
+        slot.dirty = false;
+        encode_value(&slot.state, val_buf)?;
+        let is_default = val_buf.as_slice() == default_encoding;
+        if is_default && !slot.stored {
+            return Ok(());
+        }
         key_buf.clear();
         key.encode_key(key_buf);
-        encode_value(state, val_buf)?;
-        if val_buf.as_slice() == default_encoding {
+        if is_default {
             store.delete(Space::State, key_buf)?;
         } else {
             store.put(Space::State, key_buf, val_buf)?;
         }
+        slot.stored = !is_default;
         Ok(())
     }
 

@@ -1,10 +1,12 @@
 //! The timer queue of one partition, as a sans-IO type.
 //!
 //! Each key has named timers; setting a name again replaces that timer.
-//! Timers fire in (domain, time) order. Every change is also recorded as a
-//! [`Change`] that the partition applies to its store, so the queue is
-//! durable without this type doing any I/O. Memory is proportional to the
-//! number of pending timers, not to the number of keys.
+//! Timers fire in (domain, time) order. The queue also tracks how it differs
+//! from what was last persisted, as net [`Change`]s: a timer set and fired
+//! between two flushes never reaches the store at all, and the partition
+//! writes the rest at its next checkpoint. No I/O happens here. Memory is
+//! proportional to the number of pending timers (plus the unflushed
+//! changes), not to the number of keys.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -46,8 +48,13 @@ pub struct TimerQueue<K> {
     by_key: FxHashMap<K, Vec<Entry>>,
     queue: BTreeMap<(TimeDomain, i64, u64), (K, TimerName)>,
     next_seq: u64,
-    changes: Vec<Change<K>>,
+    /// Per key, timers whose persisted value differs from the current one:
+    /// (name, persisted, current).
+    dirty: FxHashMap<K, Vec<(TimerName, Option<Slot>, Option<Slot>)>>,
 }
+
+/// A timer's domain and time.
+type Slot = (TimeDomain, i64);
 
 impl<K> Default for TimerQueue<K> {
     fn default() -> Self {
@@ -55,7 +62,7 @@ impl<K> Default for TimerQueue<K> {
             by_key: FxHashMap::default(),
             queue: BTreeMap::new(),
             next_seq: 0,
-            changes: Vec::new(),
+            dirty: FxHashMap::default(),
         }
     }
 }
@@ -80,52 +87,68 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
             .map(|e| (e.domain, e.at))
     }
 
+    /// Notes that `key`'s timer `name` went from `old` to `new`.
+    fn record(&mut self, key: &K, name: &TimerName, old: Option<Slot>, new: Option<Slot>) {
+        let Some(list) = self.dirty.get_mut(key) else {
+            // Not dirty: the store holds `old`.
+            self.dirty
+                .insert(key.clone(), vec![(name.clone(), old, new)]);
+            return;
+        };
+        match list.iter().position(|d| d.0 == *name) {
+            Some(i) => {
+                list[i].2 = new;
+                if list[i].1 == list[i].2 {
+                    list.swap_remove(i);
+                    if list.is_empty() {
+                        self.dirty.remove(key);
+                    }
+                }
+            }
+            None => list.push((name.clone(), old, new)),
+        }
+    }
+
     /// Sets (or replaces) a timer. Setting it to what it already is does
     /// nothing, not even a change to persist.
     pub fn set(&mut self, key: &K, name: TimerName, domain: TimeDomain, at: i64) {
-        if let Some(entries) = self.by_key.get_mut(key) {
-            if let Some(e) = entries.iter_mut().find(|e| e.name == name) {
-                if e.domain == domain && e.at == at {
-                    return;
+        let seq = self.next_seq;
+        let old = match self.by_key.get_mut(key) {
+            Some(entries) => match entries.iter_mut().find(|e| e.name == name) {
+                Some(e) if e.domain == domain && e.at == at => return,
+                Some(e) => {
+                    self.queue.remove(&(e.domain, e.at, e.seq));
+                    let old = (e.domain, e.at);
+                    (e.domain, e.at, e.seq) = (domain, at, seq);
+                    Some(old)
                 }
-                self.queue.remove(&(e.domain, e.at, e.seq));
-                self.changes.push(Change::Remove {
-                    key: key.clone(),
-                    name: name.clone(),
-                    domain: e.domain,
-                    at: e.at,
-                });
-                e.domain = domain;
-                e.at = at;
-                e.seq = self.next_seq;
-            } else {
-                entries.push(Entry {
-                    name: name.clone(),
-                    domain,
-                    at,
-                    seq: self.next_seq,
-                });
+                None => {
+                    entries.push(Entry {
+                        name: name.clone(),
+                        domain,
+                        at,
+                        seq,
+                    });
+                    None
+                }
+            },
+            None => {
+                self.by_key.insert(
+                    key.clone(),
+                    vec![Entry {
+                        name: name.clone(),
+                        domain,
+                        at,
+                        seq,
+                    }],
+                );
+                None
             }
-        } else {
-            self.by_key.insert(
-                key.clone(),
-                vec![Entry {
-                    name: name.clone(),
-                    domain,
-                    at,
-                    seq: self.next_seq,
-                }],
-            );
-        }
+        };
         self.queue
-            .insert((domain, at, self.next_seq), (key.clone(), name.clone()));
+            .insert((domain, at, seq), (key.clone(), name.clone()));
         self.next_seq += 1;
-        self.changes.push(Change::Set {
-            key: key.clone(),
-            name,
-            domain,
-            at,
-        });
+        self.record(key, &name, old, Some((domain, at)));
     }
 
     /// Cancels a timer, if set.
@@ -141,18 +164,18 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
             self.by_key.remove(key);
         }
         self.queue.remove(&(e.domain, e.at, e.seq));
-        self.changes.push(Change::Remove {
-            key: key.clone(),
-            name: e.name,
-            domain: e.domain,
-            at: e.at,
-        });
+        self.record(key, &e.name, Some((e.domain, e.at)), None);
     }
 
     /// Adds a timer read back from the store (records no change).
     pub fn load(&mut self, key: K, name: TimerName, domain: TimeDomain, at: i64) {
-        self.set(&key, name, domain, at);
-        self.changes.pop();
+        self.set(&key, name.clone(), domain, at);
+        if let Some(list) = self.dirty.get_mut(&key) {
+            list.retain(|d| d.0 != name);
+            if list.is_empty() {
+                self.dirty.remove(&key);
+            }
+        }
     }
 
     /// The earliest pending time in `domain`.
@@ -184,18 +207,40 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
                 self.by_key.remove(&key);
             }
         }
-        self.changes.push(Change::Remove {
-            key: key.clone(),
-            name: name.clone(),
-            domain,
-            at,
-        });
+        self.record(&key, &name, Some((domain, at)), None);
         Some((key, Timer { name, at, domain }))
     }
 
-    /// Takes the changes recorded since the last call.
-    pub fn drain_changes(&mut self) -> std::vec::Drain<'_, Change<K>> {
-        self.changes.drain(..)
+    /// Number of timers whose persisted value is out of date.
+    pub fn unflushed(&self) -> usize {
+        self.dirty.values().map(Vec::len).sum()
+    }
+
+    /// Takes the net changes since the last call: what to write so the
+    /// store matches the queue.
+    pub fn drain_changes(&mut self) -> Vec<Change<K>> {
+        let mut out = Vec::with_capacity(self.dirty.len() * 2);
+        for (key, list) in self.dirty.drain() {
+            for (name, persisted, current) in list {
+                if let Some((domain, at)) = persisted {
+                    out.push(Change::Remove {
+                        key: key.clone(),
+                        name: name.clone(),
+                        domain,
+                        at,
+                    });
+                }
+                if let Some((domain, at)) = current {
+                    out.push(Change::Set {
+                        key: key.clone(),
+                        name,
+                        domain,
+                        at,
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -214,9 +259,20 @@ mod tests {
         q.set(&"a", name("w"), TimeDomain::EventTime, 20);
         assert_eq!(q.len(), 1);
         assert_eq!(q.get(&"a", "w"), Some((TimeDomain::EventTime, 20)));
-        assert_eq!(q.drain_changes().count(), 3, "set, remove old, set new");
+        assert_eq!(
+            q.drain_changes(),
+            vec![Change::Set {
+                key: "a",
+                name: name("w"),
+                domain: TimeDomain::EventTime,
+                at: 20
+            }],
+            "net change: the first value never needs storing"
+        );
         q.set(&"a", name("w"), TimeDomain::EventTime, 20);
-        assert_eq!(q.drain_changes().count(), 0);
+        assert!(q.drain_changes().is_empty());
+        q.set(&"a", name("w"), TimeDomain::EventTime, 30);
+        assert_eq!(q.drain_changes().len(), 2, "remove the stored 20, store 30");
     }
 
     #[test]
@@ -264,7 +320,14 @@ mod tests {
         q.cancel(&"a", "missing");
         assert!(q.is_empty());
         assert_eq!(q.pop_due(TimeDomain::EventTime, i64::MAX, u64::MAX), None);
-        let changes: Vec<_> = q.drain_changes().collect();
+        assert!(
+            q.drain_changes().is_empty(),
+            "set and cancelled before a flush: nothing to store"
+        );
+        q.set(&"a", name("w"), TimeDomain::EventTime, 10);
+        q.drain_changes();
+        q.cancel(&"a", "w");
+        let changes = q.drain_changes();
         assert!(matches!(
             changes.last(),
             Some(Change::Remove { at: 10, .. })
@@ -275,7 +338,13 @@ mod tests {
     fn load_records_no_change() {
         let mut q = TimerQueue::default();
         q.load("a", name("w"), TimeDomain::EventTime, 10);
-        assert_eq!(q.drain_changes().count(), 0);
+        assert!(q.drain_changes().is_empty());
         assert_eq!(q.len(), 1);
+        q.pop_due(TimeDomain::EventTime, 10, u64::MAX);
+        assert_eq!(
+            q.unflushed(),
+            1,
+            "a fired stored timer must be removed from the store"
+        );
     }
 }

@@ -154,13 +154,15 @@ pub fn summary_field(summary: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name}= in summary: {summary}"))
 }
 
-
 /// Every line of a JSON-lines file, parsed (a torn line fails the test).
 pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
+        })
         .collect()
 }
 
