@@ -302,6 +302,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Crash points of the checkpoint protocol, for the crash tests (only
+    // with the `failpoints` feature; configured by FAILPOINTS).
+    let _failpoints = fail::FailScenario::setup();
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

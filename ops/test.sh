@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ops/setup.sh
-cargo test --workspace "$@"
+# `failpoints` compiles the crash points the crash-recovery tests use.
+cargo test --workspace --features failpoints "$@"

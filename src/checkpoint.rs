@@ -300,9 +300,7 @@ fn upload(
     known: &mut std::collections::HashMap<(u32, String, u64), u32>,
     retain: usize,
 ) -> Result<UploadStats> {
-    fail::fail_point!("checkpoint-before-upload", |_| Err(Error::Failed(
-        "failpoint checkpoint-before-upload".into()
-    )));
+    weir_actors::crash_point!("checkpoint-before-upload");
     let mut stats = UploadStats::default();
     let mut partitions = Vec::with_capacity(ready.parts.len());
     for part in &ready.parts {
@@ -328,13 +326,9 @@ fn upload(
         sinks: ready.sinks.clone(),
         partitions,
     };
-    fail::fail_point!("checkpoint-before-manifest", |_| Err(Error::Failed(
-        "failpoint checkpoint-before-manifest".into()
-    )));
+    weir_actors::crash_point!("checkpoint-before-manifest");
     store.put_bytes(&manifest_key(ready.id), &manifest.encode())?;
-    fail::fail_point!("checkpoint-before-prune", |_| Err(Error::Failed(
-        "failpoint checkpoint-before-prune".into()
-    )));
+    weir_actors::crash_point!("checkpoint-before-prune");
     snapshot::prune(store, retain)?;
     Ok(stats)
 }

@@ -507,9 +507,7 @@ where
     V: Send + 'static,
     O: Send + 'static,
 {
-    fail::fail_point!("checkpoint-inject", |_| Err(Error::Failed(
-        "failpoint checkpoint-inject".into()
-    )));
+    weir_actors::crash_point!("checkpoint-inject");
     for (p, actor) in actors.iter().enumerate() {
         actor
             .cast(PartitionMsg::Barrier { id, position })

@@ -149,9 +149,7 @@ impl<T: Send + 'static> SinkOutlet<T> {
             Event::Barrier(id) => match inner.aligner.on_barrier(input, id) {
                 Ok(Alignment::Pending) => Ok(()),
                 Ok(Alignment::Aligned(id)) => {
-                    fail::fail_point!("sink-before-commit", |_| Err(
-                        "failpoint sink-before-commit".to_string()
-                    ));
+                    weir_actors::crash_point!("sink-before-commit");
                     let out = inner
                         .out
                         .commit()

@@ -133,23 +133,57 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     run_with_kills(&args, 0, 0, &dir.path().join("second.log"));
     // ... and the one of the second run. The CLI shows both.
     let weir = env!("CARGO_BIN_EXE_weir");
-    let list = Command::new(weir).args(["checkpoints", "list", "--store", store.to_str().expect("utf-8")]).output().expect("runs");
-    assert!(list.status.success());
-    let list = String::from_utf8_lossy(&list.stdout).to_string();
-    let ids: Vec<u64> = list.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
-    assert_eq!(ids.len(), 2, "{list}");
-    let end = std::fs::metadata(&input).expect("input").len();
-    assert!(list.lines().nth(1).expect("a row").contains(&end.to_string()), "position is the end of input: {list}");
-    let inspect = Command::new(weir)
-        .args(["checkpoints", "inspect", "--store", store.to_str().expect("utf-8"), &ids[1].to_string()])
+    let list = Command::new(weir)
+        .args([
+            "checkpoints",
+            "list",
+            "--store",
+            store.to_str().expect("utf-8"),
+        ])
         .output()
         .expect("runs");
-    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("inspect prints JSON");
+    assert!(list.status.success());
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    let ids: Vec<u64> = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    let end = std::fs::metadata(&input).expect("input").len();
+    assert!(
+        list.lines()
+            .nth(1)
+            .expect("a row")
+            .contains(&end.to_string()),
+        "position is the end of input: {list}"
+    );
+    let inspect = Command::new(weir)
+        .args([
+            "checkpoints",
+            "inspect",
+            "--store",
+            store.to_str().expect("utf-8"),
+            &ids[1].to_string(),
+        ])
+        .output()
+        .expect("runs");
+    let v: serde_json::Value =
+        serde_json::from_slice(&inspect.stdout).expect("inspect prints JSON");
     assert_eq!(v["checkpoint_id"], ids[1]);
     assert_eq!(v["partitions"].as_array().expect("partitions").len(), 4);
     assert!(v["partitions"][0]["files"][0]["crc32"].is_u64());
     assert!(v["sinks"]["output"].as_u64().expect("output length") > 0);
-    let missing = Command::new(weir).args(["checkpoints", "inspect", "--store", store.to_str().expect("utf-8"), "999"]).output().expect("runs");
+    let missing = Command::new(weir)
+        .args([
+            "checkpoints",
+            "inspect",
+            "--store",
+            store.to_str().expect("utf-8"),
+            "999",
+        ])
+        .output()
+        .expect("runs");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("checkpoint 999"));
 

@@ -461,6 +461,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         position: u64,
         dir: &Path,
     ) -> Result<PartitionCheckpoint, Error> {
+        crate::crash_point!("partition-checkpoint-start");
         self.write_back()?;
         let wm = self.watermark.current();
         self.store
@@ -471,6 +472,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             self.store
                 .put(Space::Meta, META_MAX_SEEN, &max.to_be_bytes())?;
         }
+        crate::crash_point!("partition-checkpoint-snapshot");
         self.store.checkpoint_to(dir)?;
         Ok(PartitionCheckpoint {
             id,

@@ -22,6 +22,24 @@
 //!   record that moved the watermark is processed); processing-time timers
 //!   fire on the partition's tick, with or without input.
 
+#[doc(hidden)]
+pub use fail as __fail;
+
+/// A place in the checkpoint protocol where tests crash the process (built
+/// with the `failpoints` feature and configured through the `FAILPOINTS`
+/// environment variable, e.g. `FAILPOINTS=sink-before-commit=2*off->return`):
+/// the process aborts there, as if killed. Without the feature it is
+/// nothing.
+#[macro_export]
+macro_rules! crash_point {
+    ($name:literal) => {
+        $crate::__fail::fail_point!($name, |_| {
+            eprintln!("failpoint {}: aborting the process", $name);
+            std::process::abort()
+        })
+    };
+}
+
 pub mod barrier;
 pub mod clock;
 mod context;
