@@ -50,11 +50,14 @@ pub struct TimerQueue<K> {
     next_seq: u64,
     /// Per key, timers whose persisted value differs from the current one:
     /// (name, persisted, current).
-    dirty: FxHashMap<K, Vec<(TimerName, Option<Slot>, Option<Slot>)>>,
+    dirty: FxHashMap<K, Vec<Unflushed>>,
 }
 
 /// A timer's domain and time.
 type Slot = (TimeDomain, i64);
+
+/// A timer whose stored value is out of date: (name, stored, current).
+type Unflushed = (TimerName, Option<Slot>, Option<Slot>);
 
 impl<K> Default for TimerQueue<K> {
     fn default() -> Self {
