@@ -32,6 +32,9 @@ struct Args {
     partitions: u32,
     #[arg(long, default_value_t = 100_000)]
     live_actor_cap: usize,
+    /// Checkpoint every N ms into a local snapshot store (0: off).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_interval_ms: u64,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -85,6 +88,16 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         partitions: args.partitions,
         state_dir: dir.path().join("state"),
         live_actor_cap: args.live_actor_cap,
+        checkpoints: (args.checkpoint_interval_ms > 0)
+            .then(|| -> anyhow::Result<_> {
+                Ok(weir::CheckpointSettings {
+                    store: weir::open_store(&dir.path().join("store").display().to_string())?,
+                    interval: Some(Duration::from_millis(args.checkpoint_interval_ms)),
+                    retain: 3,
+                    start_empty: false,
+                })
+            })
+            .transpose()?,
         ..Settings::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,11 +116,13 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         .run(),
     )?;
     println!(
-        "events={} keys={} partitions={} cap={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        "events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
         report.lines,
         keys,
         args.partitions,
         args.live_actor_cap,
+        args.checkpoint_interval_ms,
+        report.checkpoints.completed,
         report.totals.emitted,
         report.elapsed.as_secs_f64(),
         report.lines_per_sec(),
@@ -137,6 +152,10 @@ fn main() -> anyhow::Result<()> {
             ])
             .args(["--partitions", &args.partitions.to_string()])
             .args(["--live-actor-cap", &args.live_actor_cap.to_string()])
+            .args([
+                "--checkpoint-interval-ms",
+                &args.checkpoint_interval_ms.to_string(),
+            ])
             .status()?;
         anyhow::ensure!(status.success(), "benchmark with {k} keys failed");
     }

@@ -102,6 +102,12 @@ pub struct Status {
     pub failures: u64,
     /// Why the last failure happened.
     pub last_error: Option<String>,
+    /// Barrier to manifest, for the last completed checkpoint.
+    pub last_duration: Duration,
+    /// Bytes the last completed checkpoint references in the store.
+    pub last_total_bytes: u64,
+    /// Bytes the last completed checkpoint copied (the rest was reused).
+    pub last_uploaded_bytes: u64,
 }
 
 /// A checkpoint whose parts are all in, ready to upload.
@@ -276,6 +282,9 @@ impl Coordinator {
                 match &result {
                     Ok(stats) => {
                         s.completed = s.completed.max(id);
+                        s.last_duration = ready.started.elapsed();
+                        s.last_uploaded_bytes = stats.uploaded_bytes;
+                        s.last_total_bytes = stats.uploaded_bytes + stats.reused_bytes;
                         tracing::debug!(
                             uploaded = stats.uploaded_bytes,
                             reused = stats.reused_bytes,

@@ -109,6 +109,9 @@ mod with_failpoints {
             })
             .expect("property holds");
         let crashes = crashes.get();
-        assert!(crashes >= 7, "only {crashes} of 14 runs reached their crash point");
+        assert!(
+            crashes >= 7,
+            "only {crashes} of 14 runs reached their crash point"
+        );
     }
 }
