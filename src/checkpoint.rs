@@ -76,14 +76,19 @@ impl std::fmt::Debug for CheckpointSettings {
 }
 
 /// Opens a snapshot store from a URL: a path or `file://` URL is a local
-/// directory.
+/// directory; `s3://bucket/prefix` is S3 or an S3-compatible server
+/// (configured by the `AWS_*` environment variables, see
+/// [`weir_state::ObjectStorage`]).
 pub fn open_store(url: &str) -> Result<Arc<dyn SnapshotStore>> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalDirStore::new(path)?));
     }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(weir_state::ObjectStorage::s3(url)?));
+    }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::Config(format!(
-            "unsupported checkpoint store scheme '{scheme}' in {url} (use a directory path or file://)"
+            "unsupported checkpoint store scheme '{scheme}' in {url} (use a directory path, file:// or s3://)"
         )));
     }
     Ok(Arc::new(LocalDirStore::new(url)?))

@@ -16,12 +16,14 @@
 pub mod codec;
 pub mod env;
 pub mod layout;
+pub mod object;
 pub mod snapshot;
 pub mod store;
 pub mod value;
 
 pub use codec::KeyCodec;
 pub use env::{MemoryBudget, StateEnv};
+pub use object::ObjectStorage;
 pub use snapshot::{LocalDirStore, Manifest, SnapshotStore};
 pub use store::{MemStore, RocksStore, Space, Store};
 
