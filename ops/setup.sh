@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building weir needs on a fresh Debian machine that has the
-# Rust toolchain: libclang for RocksDB's bindings and a C++ compiler.
-# Idempotent: installs only what is missing.
+# Installs what building and testing weir needs on a fresh Debian machine
+# that has the Rust toolchain and Python: libclang for RocksDB's bindings, a
+# C++ compiler, and moto (an S3-compatible server the S3 tests start on
+# loopback). Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -17,4 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! python3 -c "import moto.server" >/dev/null 2>&1; then
+  echo "ops/setup.sh: installing moto[server] (S3-compatible test server)" >&2
+  python3 -m pip install -q "moto[server]" >/dev/null
 fi

@@ -5,53 +5,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{Lcg, data_set, example_bin, read_alerts, read_json_lines};
-
-/// Runs cef_alerts with `args` until it completes, killing it `kills` times
-/// first after a random 100–600 ms. Returns how many kills landed.
-fn run_with_kills(args: &[String], kills: u32, seed: u64, log: &Path) -> u32 {
-    let mut rng = Lcg(seed);
-    let mut landed = 0;
-    loop {
-        let stderr = std::fs::File::create(log).expect("log file");
-        let mut child = Command::new(example_bin())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("cef_alerts starts");
-        if landed < kills {
-            let deadline = Instant::now() + Duration::from_millis(100 + rng.next(500));
-            loop {
-                if let Some(status) = child.try_wait().expect("poll") {
-                    let log = std::fs::read_to_string(log).unwrap_or_default();
-                    assert!(status.success(), "run failed: {log}");
-                    return landed;
-                }
-                if Instant::now() >= deadline {
-                    child.kill().expect("SIGKILL");
-                    child.wait().expect("reap");
-                    landed += 1;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        } else {
-            let status = child.wait().expect("runs");
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            assert!(status.success(), "final run failed: {log}");
-            assert!(
-                log.contains("restored_checkpoint="),
-                "summary printed: {log}"
-            );
-            return landed;
-        }
-    }
-}
+use common::{data_set, example_bin, read_alerts, read_json_lines, run_with_kills};
 
 #[test]
 fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
@@ -74,7 +30,7 @@ fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
     .map(|s| s.to_string())
     .collect();
 
-    let kills = run_with_kills(&args, 20, 3, &dir.path().join("run.log"));
+    let kills = run_with_kills(&args, &[], 20, 3, &dir.path().join("run.log"));
     assert!(
         kills >= 20,
         "only {kills} kills landed before the run finished"
@@ -99,7 +55,7 @@ fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
     // Run again after completion: nothing left to do, nothing rewritten.
     let before = std::fs::read(&output).expect("output");
     assert_eq!(
-        run_with_kills(&args, 0, 0, &dir.path().join("again.log")),
+        run_with_kills(&args, &[], 0, 0, &dir.path().join("again.log")),
         0
     );
     assert_eq!(std::fs::read(&output).expect("output"), before);
@@ -128,9 +84,9 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    run_with_kills(&args, 0, 0, &dir.path().join("first.log"));
+    run_with_kills(&args, &[], 0, 0, &dir.path().join("first.log"));
     // Two complete checkpoints now: the end-of-input one of this run ...
-    run_with_kills(&args, 0, 0, &dir.path().join("second.log"));
+    run_with_kills(&args, &[], 0, 0, &dir.path().join("second.log"));
     // ... and the one of the second run. The CLI shows both.
     let weir = env!("CARGO_BIN_EXE_weir");
     let list = Command::new(weir)
@@ -196,7 +152,7 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     let current = newest.join("p0").join("CURRENT");
     std::fs::write(&current, b"garbage").expect("corrupt");
     let log = dir.path().join("third.log");
-    run_with_kills(&args, 0, 0, &log);
+    run_with_kills(&args, &[], 0, 0, &log);
     let log = std::fs::read_to_string(&log).expect("log");
     assert!(log.contains("skipped a broken checkpoint"), "{log}");
     let alerts: BTreeSet<_> = read_alerts(&output).into_iter().collect();

@@ -29,7 +29,18 @@ pub struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for ObjectStorage {
+    fn drop(&mut self) {
+        // The store may be dropped inside an async context, where a runtime
+        // must not block on its own shutdown.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn store_err(what: &str, key: &str, e: object_store::Error) -> Error {
@@ -65,7 +76,7 @@ impl ObjectStorage {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             url: url.to_string(),
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
@@ -82,15 +93,16 @@ impl ObjectStorage {
     where
         F::Output: Send,
     {
+        let runtime = self.runtime.as_ref().expect("present until dropped");
         if tokio::runtime::Handle::try_current().is_ok() {
             // Blocking inside a runtime is not allowed: use a helper thread.
             std::thread::scope(|s| {
-                s.spawn(|| self.runtime.block_on(f))
+                s.spawn(|| runtime.block_on(f))
                     .join()
                     .expect("the object store call does not panic")
             })
         } else {
-            self.runtime.block_on(f)
+            runtime.block_on(f)
         }
     }
 }

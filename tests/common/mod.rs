@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub const START: i64 = 1_767_225_600_000;
 pub const WINDOW: i64 = 60_000;
@@ -180,4 +181,53 @@ pub fn read_alerts(path: &Path) -> Vec<(String, i64, u32, u32, i64)> {
             )
         })
         .collect()
+}
+
+/// Runs cef_alerts with `args` until it completes, killing it `kills` times
+/// first after a random 100–600 ms. Returns how many kills landed.
+pub fn run_with_kills(
+    args: &[String],
+    env: &[(&str, String)],
+    kills: u32,
+    seed: u64,
+    log: &Path,
+) -> u32 {
+    let mut rng = Lcg(seed);
+    let mut landed = 0;
+    loop {
+        let stderr = std::fs::File::create(log).expect("log file");
+        let mut child = Command::new(example_bin())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("cef_alerts starts");
+        if landed < kills {
+            let deadline = Instant::now() + Duration::from_millis(100 + rng.next(500));
+            loop {
+                if let Some(status) = child.try_wait().expect("poll") {
+                    let log = std::fs::read_to_string(log).unwrap_or_default();
+                    assert!(status.success(), "run failed: {log}");
+                    return landed;
+                }
+                if Instant::now() >= deadline {
+                    child.kill().expect("SIGKILL");
+                    child.wait().expect("reap");
+                    landed += 1;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            let status = child.wait().expect("runs");
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            assert!(status.success(), "final run failed: {log}");
+            assert!(
+                log.contains("restored_checkpoint="),
+                "summary printed: {log}"
+            );
+            return landed;
+        }
+    }
 }

@@ -1,0 +1,151 @@
+//! Checkpoints in an S3-compatible object store (moto's server, started on
+//! loopback by this test): the SIGKILL recovery test again, against it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{data_set, read_alerts, read_json_lines, run_with_kills};
+
+/// A moto S3 server on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto, or returns `None` (loudly) when it is not installed
+    /// outside CI. Under CI its absence is a failure.
+    fn start() -> Option<Self> {
+        let installed = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the S3 tests: install moto with `pip install 'moto[server]'` (ops/setup.sh does)"
+            );
+            eprintln!(
+                "\n*** SKIPPED: S3 tests need moto (pip install 'moto[server]'); run ops/setup.sh ***\n"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto starts");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("request");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "bucket not created: {reply}"
+        );
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "weir-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "weir-test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+#[test]
+fn sigkill_twenty_times_with_checkpoints_in_s3() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("weir-test");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = data_set(1_000_000, 2_000, 23, 997);
+    let input = dir.path().join("events.cef");
+    std::fs::write(&input, &data.text).expect("write input");
+    let output = dir.path().join("alerts.jsonl");
+    let args: Vec<String> = [
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--output",
+        output.to_str().expect("utf-8"),
+        "--state-dir",
+        dir.path().join("state").to_str().expect("utf-8"),
+        "--checkpoint-store",
+        "s3://weir-test/jobs/cef",
+        "--checkpoint-interval-ms",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = moto.env();
+    let kills = run_with_kills(&args, &env, 20, 17, &dir.path().join("run.log"));
+    assert!(
+        kills >= 20,
+        "only {kills} kills landed before the run finished"
+    );
+
+    let alerts = read_alerts(&output);
+    let unique: BTreeSet<_> = alerts.iter().cloned().collect();
+    assert_eq!(unique.len(), alerts.len(), "an alert was written twice");
+    assert_eq!(unique, data.reference);
+    assert_eq!(
+        read_json_lines(&dir.path().join("alerts.jsonl.dlq")).len(),
+        data.malformed
+    );
+
+    // The checkpoints are really in the bucket.
+    let list = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["checkpoints", "list", "--store", "s3://weir-test/jobs/cef"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("runs");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().count() >= 2, "{list}");
+}
