@@ -187,3 +187,61 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sigterm_takes_a_final_checkpoint_exits_zero_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = data_set(600_000, 1_000, 29, 0);
+    let input = dir.path().join("events.cef");
+    std::fs::write(&input, &data.text).expect("write input");
+    let output = dir.path().join("alerts.jsonl");
+    let args: Vec<String> = [
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--output",
+        output.to_str().expect("utf-8"),
+        "--state-dir",
+        dir.path().join("state").to_str().expect("utf-8"),
+        // No interval: the only checkpoint is the one shutdown takes.
+        "--checkpoint-interval-ms",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let child = Command::new(example_bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "SIGTERM must end with exit 0: {err}");
+    assert!(
+        err.contains("stopped=true"),
+        "it stopped before the end of input: {err}"
+    );
+    assert!(
+        err.contains("checkpoints=1"),
+        "the shutdown checkpoint completed: {err}"
+    );
+
+    let again = Command::new(example_bin())
+        .args(&args)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(err.contains("restored_checkpoint=1"), "{err}");
+    assert!(err.contains("stopped=false"), "{err}");
+    let alerts = read_alerts(&output);
+    let unique: BTreeSet<_> = alerts.iter().cloned().collect();
+    assert_eq!(unique.len(), alerts.len());
+    assert_eq!(unique, data.reference);
+}
