@@ -27,7 +27,7 @@ mod with_failpoints {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    use super::common::{data_set, example_bin, read_alerts, read_json_lines};
+    use super::common::{Fixture, example_bin, read_alerts, read_json_lines};
 
     /// Every crash point of the protocol, in protocol order.
     const STEPS: [&str; 7] = [
@@ -50,24 +50,10 @@ mod with_failpoints {
         let strategy = (0..STEPS.len(), 0u32..4, 0u64..1_000);
         runner
             .run(&strategy, |(step, skip, seed)| {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let data = data_set(20_000, 150, seed, 400);
-                let input = dir.path().join("in.cef");
-                std::fs::write(&input, &data.text).expect("write");
-                let output = dir.path().join("out.jsonl");
-                let state = dir.path().join("state");
-                let args = [
-                    "--input",
-                    input.to_str().expect("utf-8"),
-                    "--output",
-                    output.to_str().expect("utf-8"),
-                    "--state-dir",
-                    state.to_str().expect("utf-8"),
-                    "--checkpoint-interval-ms",
-                    "5",
-                ];
+                let fx = Fixture::new(20_000, 150, seed, 400);
+                let args = fx.args(&["--checkpoint-interval-ms", "5"]);
                 let crashed = Command::new(example_bin())
-                    .args(args)
+                    .args(&args)
                     .env("FAILPOINTS", format!("{}={skip}*off->return", STEPS[step]))
                     .output()
                     .expect("runs");
@@ -89,7 +75,7 @@ mod with_failpoints {
                     "recovery run failed: {}",
                     String::from_utf8_lossy(&recovered.stderr)
                 );
-                let alerts = read_alerts(&output);
+                let alerts = read_alerts(&fx.output);
                 let unique: BTreeSet<_> = alerts.iter().cloned().collect();
                 prop_assert_eq!(
                     unique.len(),
@@ -99,12 +85,12 @@ mod with_failpoints {
                 );
                 prop_assert_eq!(
                     &unique,
-                    &data.reference,
+                    &fx.data.reference,
                     "alerts differ after a crash at {}",
                     STEPS[step]
                 );
-                let dead = read_json_lines(&dir.path().join("out.jsonl.dlq"));
-                prop_assert_eq!(dead.len(), data.malformed);
+                let dead = read_json_lines(&fx.dir.path().join("alerts.jsonl.dlq"));
+                prop_assert_eq!(dead.len(), fx.data.malformed);
                 Ok(())
             })
             .expect("property holds");

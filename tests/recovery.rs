@@ -4,89 +4,44 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{data_set, example_bin, read_alerts, read_json_lines, run_with_kills};
+use common::{Fixture, example_bin, run_with_kills};
 
 #[test]
 fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = data_set(1_000_000, 2_000, 11, 997);
-    let input = dir.path().join("events.cef");
-    std::fs::write(&input, &data.text).expect("write input");
-    let output = dir.path().join("alerts.jsonl");
-    let args: Vec<String> = [
-        "--input",
-        input.to_str().expect("utf-8"),
-        "--output",
-        output.to_str().expect("utf-8"),
-        "--state-dir",
-        dir.path().join("state").to_str().expect("utf-8"),
-        "--checkpoint-interval-ms",
-        "200",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-
-    let kills = run_with_kills(&args, &[], 20, 3, &dir.path().join("run.log"));
+    let fx = Fixture::new(1_000_000, 2_000, 11, 997);
+    let args = fx.args(&["--checkpoint-interval-ms", "200"]);
+    let kills = run_with_kills(&args, &[], 20, 3, &fx.dir.path().join("run.log"));
     assert!(
         kills >= 20,
         "only {kills} kills landed before the run finished"
     );
-
-    let alerts = read_alerts(&output);
-    let unique: BTreeSet<_> = alerts.iter().cloned().collect();
-    assert_eq!(unique.len(), alerts.len(), "an alert was written twice");
-    assert_eq!(unique, data.reference, "alerts differ from the reference");
-    let dead = read_json_lines(&dir.path().join("alerts.jsonl.dlq"));
-    assert_eq!(
-        dead.len(),
-        data.malformed,
-        "each malformed line dead-lettered once"
-    );
-    let offsets: BTreeSet<u64> = dead
-        .iter()
-        .map(|d| d["offset"].as_u64().expect("offset"))
-        .collect();
-    assert_eq!(offsets.len(), dead.len());
+    fx.assert_exactly_once();
 
     // Run again after completion: nothing left to do, nothing rewritten.
-    let before = std::fs::read(&output).expect("output");
+    let before = std::fs::read(&fx.output).expect("output");
     assert_eq!(
-        run_with_kills(&args, &[], 0, 0, &dir.path().join("again.log")),
+        run_with_kills(&args, &[], 0, 0, &fx.dir.path().join("again.log")),
         0
     );
-    assert_eq!(std::fs::read(&output).expect("output"), before);
+    assert_eq!(std::fs::read(&fx.output).expect("output"), before);
 }
 
 #[test]
 fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = data_set(40_000, 300, 5, 0);
-    let input = dir.path().join("events.cef");
-    std::fs::write(&input, &data.text).expect("write input");
-    let output = dir.path().join("alerts.jsonl");
-    let store = dir.path().join("store");
-    let args: Vec<String> = [
-        "--input",
-        input.to_str().expect("utf-8"),
-        "--output",
-        output.to_str().expect("utf-8"),
-        "--state-dir",
-        dir.path().join("state").to_str().expect("utf-8"),
+    let fx = Fixture::new(40_000, 300, 5, 0);
+    let dir = fx.dir.path();
+    let store = dir.join("store");
+    let args = fx.args(&[
         "--checkpoint-store",
         store.to_str().expect("utf-8"),
         "--checkpoint-interval-ms",
         "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    run_with_kills(&args, &[], 0, 0, &dir.path().join("first.log"));
+    ]);
+    run_with_kills(&args, &[], 0, 0, &dir.join("first.log"));
     // Two complete checkpoints now: the end-of-input one of this run ...
-    run_with_kills(&args, &[], 0, 0, &dir.path().join("second.log"));
+    run_with_kills(&args, &[], 0, 0, &dir.join("second.log"));
     // ... and the one of the second run. The CLI shows both.
     let weir = env!("CARGO_BIN_EXE_weir");
     let list = Command::new(weir)
@@ -106,7 +61,7 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect();
     assert_eq!(ids.len(), 2, "{list}");
-    let end = std::fs::metadata(&input).expect("input").len();
+    let end = std::fs::metadata(&fx.input).expect("input").len();
     assert!(
         list.lines()
             .nth(1)
@@ -151,12 +106,11 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         .expect("a checkpoint");
     let current = newest.join("p0").join("CURRENT");
     std::fs::write(&current, b"garbage").expect("corrupt");
-    let log = dir.path().join("third.log");
+    let log = dir.join("third.log");
     run_with_kills(&args, &[], 0, 0, &log);
     let log = std::fs::read_to_string(&log).expect("log");
     assert!(log.contains("skipped a broken checkpoint"), "{log}");
-    let alerts: BTreeSet<_> = read_alerts(&output).into_iter().collect();
-    assert_eq!(alerts, data.reference);
+    fx.assert_exactly_once();
 
     // With every checkpoint broken, the job refuses to start empty silently.
     for entry in std::fs::read_dir(store.join("checkpoints")).expect("checkpoints") {
@@ -190,25 +144,9 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
 
 #[test]
 fn sigterm_takes_a_final_checkpoint_exits_zero_and_the_next_run_resumes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = data_set(600_000, 1_000, 29, 0);
-    let input = dir.path().join("events.cef");
-    std::fs::write(&input, &data.text).expect("write input");
-    let output = dir.path().join("alerts.jsonl");
-    let args: Vec<String> = [
-        "--input",
-        input.to_str().expect("utf-8"),
-        "--output",
-        output.to_str().expect("utf-8"),
-        "--state-dir",
-        dir.path().join("state").to_str().expect("utf-8"),
-        // No interval: the only checkpoint is the one shutdown takes.
-        "--checkpoint-interval-ms",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let fx = Fixture::new(600_000, 1_000, 29, 0);
+    // No interval: the only checkpoint is the one shutdown takes.
+    let args = fx.args(&["--checkpoint-interval-ms", "0"]);
     let child = Command::new(example_bin())
         .args(&args)
         .stderr(std::process::Stdio::piped())
@@ -240,8 +178,5 @@ fn sigterm_takes_a_final_checkpoint_exits_zero_and_the_next_run_resumes() {
     assert!(again.status.success(), "{err}");
     assert!(err.contains("restored_checkpoint=1"), "{err}");
     assert!(err.contains("stopped=false"), "{err}");
-    let alerts = read_alerts(&output);
-    let unique: BTreeSet<_> = alerts.iter().cloned().collect();
-    assert_eq!(unique.len(), alerts.len());
-    assert_eq!(unique, data.reference);
+    fx.assert_exactly_once();
 }

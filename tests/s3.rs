@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{data_set, read_alerts, read_json_lines, run_with_kills};
+use common::{Fixture, run_with_kills};
 
 /// A moto S3 server on a free loopback port, stopped on drop.
 struct Moto {
@@ -104,41 +103,21 @@ impl Moto {
 fn sigkill_twenty_times_with_checkpoints_in_s3() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("weir-test");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = data_set(1_000_000, 2_000, 23, 997);
-    let input = dir.path().join("events.cef");
-    std::fs::write(&input, &data.text).expect("write input");
-    let output = dir.path().join("alerts.jsonl");
-    let args: Vec<String> = [
-        "--input",
-        input.to_str().expect("utf-8"),
-        "--output",
-        output.to_str().expect("utf-8"),
-        "--state-dir",
-        dir.path().join("state").to_str().expect("utf-8"),
+    let fx = Fixture::new(1_000_000, 2_000, 23, 997);
+    let args = fx.args(&[
         "--checkpoint-store",
         "s3://weir-test/jobs/cef",
         "--checkpoint-interval-ms",
         "200",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let env = moto.env();
-    let kills = run_with_kills(&args, &env, 20, 17, &dir.path().join("run.log"));
+    let kills = run_with_kills(&args, &env, 20, 17, &fx.dir.path().join("run.log"));
     assert!(
         kills >= 20,
         "only {kills} kills landed before the run finished"
     );
 
-    let alerts = read_alerts(&output);
-    let unique: BTreeSet<_> = alerts.iter().cloned().collect();
-    assert_eq!(unique.len(), alerts.len(), "an alert was written twice");
-    assert_eq!(unique, data.reference);
-    assert_eq!(
-        read_json_lines(&dir.path().join("alerts.jsonl.dlq")).len(),
-        data.malformed
-    );
+    fx.assert_exactly_once();
 
     // The checkpoints are really in the bucket.
     let list = Command::new(env!("CARGO_BIN_EXE_weir"))

@@ -231,3 +231,68 @@ pub fn run_with_kills(
         }
     }
 }
+
+/// A data set written to `events.cef` in a temporary folder, with the
+/// paths a `cef_alerts` run over it uses.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub data: DataSet,
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+impl Fixture {
+    pub fn new(events: u64, keys: u64, seed: u64, malformed_every: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = data_set(events, keys, seed, malformed_every);
+        let input = dir.path().join("events.cef");
+        std::fs::write(&input, &data.text).expect("write input");
+        let output = dir.path().join("alerts.jsonl");
+        Self {
+            dir,
+            data,
+            input,
+            output,
+        }
+    }
+
+    /// `--input`, `--output`, `--state-dir`, then `extra`.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        let mut args = vec![
+            "--input".to_string(),
+            path(&self.input),
+            "--output".to_string(),
+            path(&self.output),
+            "--state-dir".to_string(),
+            path(&self.dir.path().join("state")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// The output holds every reference alert exactly once, nothing else,
+    /// and the dead-letter file every malformed line exactly once.
+    pub fn assert_exactly_once(&self) {
+        let alerts = read_alerts(&self.output);
+        let unique: BTreeSet<_> = alerts.iter().cloned().collect();
+        assert_eq!(unique.len(), alerts.len(), "an alert was written twice");
+        assert_eq!(
+            unique, self.data.reference,
+            "alerts differ from the reference"
+        );
+        let mut dlq = self.output.clone().into_os_string();
+        dlq.push(".dlq");
+        let dead = read_json_lines(Path::new(&dlq));
+        assert_eq!(
+            dead.len(),
+            self.data.malformed,
+            "each malformed line dead-lettered once"
+        );
+        let offsets: BTreeSet<u64> = dead
+            .iter()
+            .map(|d| d["offset"].as_u64().expect("offset"))
+            .collect();
+        assert_eq!(offsets.len(), dead.len(), "a dead letter was written twice");
+    }
+}
