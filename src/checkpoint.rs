@@ -228,6 +228,22 @@ impl Coordinator {
         }
     }
 
+    /// The job is failing: checkpoints in flight will never complete.
+    /// Marks them failed so nothing waits for them.
+    pub(crate) fn abandon(&self, reason: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.status.send_modify(|s| {
+            if s.started > s.finished {
+                s.failures += s.started - s.finished;
+                s.finished = s.started;
+                s.last_error = Some(reason.to_string());
+            }
+        });
+    }
+
     /// A partition's part of a checkpoint is ready.
     pub(crate) fn partition_done(&self, cp: PartitionCheckpoint) {
         let id = cp.id;
@@ -343,7 +359,11 @@ fn upload(
     weir_actors::crash_point!("checkpoint-before-manifest");
     store.put_bytes(&manifest_key(ready.id), &manifest.encode())?;
     weir_actors::crash_point!("checkpoint-before-prune");
-    snapshot::prune(store, retain)?;
+    // The checkpoint is complete; pruning is housekeeping and a failure
+    // there (an unreadable old manifest, say) must not fail it.
+    if let Err(e) = snapshot::prune(store, retain) {
+        tracing::warn!(error = %e, "pruning old checkpoints failed");
+    }
     Ok(stats)
 }
 

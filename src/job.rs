@@ -161,6 +161,8 @@ pub struct Report {
     pub stopped: bool,
     /// What recovery restored at start.
     pub recovery: Recovery,
+    /// From start until every partition was restored, opened and running.
+    pub startup: Duration,
     /// Checkpoints taken.
     pub checkpoints: Status,
 }
@@ -302,6 +304,7 @@ where
         let settings = self.settings;
         let n = settings.partitions;
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
+        let _lock = lock_state_dir(&settings)?;
         check_layout(&settings)?;
 
         // Recovery: restore the newest usable checkpoint, or start empty.
@@ -376,6 +379,7 @@ where
             handles.push(handle);
         }
 
+        let startup = started.elapsed();
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = {
             let stop = Arc::clone(&stop);
@@ -428,12 +432,16 @@ where
         }
         .await
         .map_err(|e| Error::Actor(format!("source thread failed: {e}")))?;
-        if let Some(t) = &ticker {
+        if let Some(t) = ticker {
+            // Abort and wait: a request the ticker was making completes (or
+            // never starts) before the final checkpoint logic below.
             t.abort();
+            let _ = t.await;
         }
 
         let mut report = Report {
             recovery,
+            startup,
             ..Report::default()
         };
         let outcome = async {
@@ -454,6 +462,9 @@ where
                     inject(&actors, &outlet, id, end.position)?;
                 }
                 let id = loop {
+                    if outlet.has_failed() {
+                        return Ok(());
+                    }
                     if let Some(id) = c.request() {
                         break id;
                     }
@@ -473,6 +484,15 @@ where
         }
         for handle in handles {
             let _ = handle.await;
+        }
+        if report.stopped && coordinator.is_some() {
+            // Partitions kept ticking until stopped: outputs after the final
+            // checkpoint would be cut (and maybe written differently) by the
+            // next run, so cut them now.
+            outlet.rewind_to_last_alignment().map_err(|e| Error::Io {
+                what: "rewinding the sinks to the final checkpoint".into(),
+                source: e,
+            })?;
         }
         if let Some(c) = &coordinator {
             report.checkpoints = c.status();
@@ -519,26 +539,80 @@ where
 
 /// Keys are spread over partitions by hash, so state written with one
 /// partition count is unreadable with another: refuse rather than lose it.
+/// The snapshot store is recorded too: resuming against another (or an
+/// unmounted, empty) store would look like a fresh start and truncate the
+/// outputs, so a different store is refused unless told to start empty.
 fn check_layout(settings: &Settings) -> Result<()> {
     let path = settings.state_dir.join("weir-layout");
-    let expected = format!("partitions={}\n", settings.partitions);
+    let store = settings
+        .checkpoints
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |c| c.store.describe());
+    let expected = format!("partitions={}\nstore={store}\n", settings.partitions);
     let io = |what: &str, source| Error::Io {
         what: format!("{what} {}", path.display()),
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(found) if found == expected => Ok(()),
-        Ok(found) => Err(Error::Config(format!(
-            "state directory {} was written with {}, this job has {} partitions: use the same \
-             partition count or a new state directory",
+    let found = match std::fs::read_to_string(&path) {
+        Ok(found) => found,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io("reading", e)),
+    };
+    let field = |name: &str| {
+        found
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    if let Some(p) = field("partitions")
+        && p != settings.partitions.to_string()
+    {
+        return Err(Error::Config(format!(
+            "state directory {} was written with partitions={p}, this job has {} partitions: use \
+             the same partition count or a new state directory",
             settings.state_dir.display(),
-            found.trim(),
             settings.partitions
+        )));
+    }
+    let start_empty = settings.checkpoints.as_ref().is_some_and(|c| c.start_empty);
+    if let Some(s) = field("store")
+        && s != store
+        && !start_empty
+    {
+        return Err(Error::Config(format!(
+            "state directory {} belongs to checkpoint store {s}, not {store}: use the same store, \
+             a new state directory, or --start-empty to start over",
+            settings.state_dir.display()
+        )));
+    }
+    if found != expected {
+        std::fs::write(&path, expected).map_err(|e| io("writing", e))?;
+    }
+    Ok(())
+}
+
+/// Takes the state directory's lock, so two processes never share it.
+fn lock_state_dir(settings: &Settings) -> Result<std::fs::File> {
+    let path = settings.state_dir.join("weir.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Io {
+            what: format!("opening {}", path.display()),
+            source: e,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "state directory {} is in use by another process",
+            settings.state_dir.display()
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&path, expected).map_err(|e| io("writing", e))
-        }
-        Err(e) => Err(io("reading", e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io {
+            what: format!("locking {}", path.display()),
+            source: e,
+        }),
     }
 }
 

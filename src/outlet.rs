@@ -28,6 +28,8 @@ struct Inner<T> {
     dlq: Box<dyn Sink<DeadLetter>>,
     aligner: Aligner,
     queues: Vec<VecDeque<Event<T>>>,
+    /// Sink lengths committed at the last aligned barrier.
+    aligned: (Option<u64>, Option<u64>),
 }
 
 /// Delivers partitions' outputs and dead letters to the job's sinks.
@@ -54,6 +56,7 @@ impl<T: Send + 'static> SinkOutlet<T> {
                 dlq,
                 aligner: Aligner::new(inputs),
                 queues: (0..inputs).map(|_| VecDeque::new()).collect(),
+                aligned: (None, None),
             }),
             coordinator,
             failure: Mutex::new(None),
@@ -64,6 +67,9 @@ impl<T: Send + 'static> SinkOutlet<T> {
 
     pub(crate) fn fail(&self, message: String) {
         tracing::error!(%message, "job failing");
+        if let Some(c) = &self.coordinator {
+            c.abandon(&message);
+        }
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert(message);
         self.failed.store(true, Ordering::SeqCst);
@@ -85,6 +91,18 @@ impl<T: Send + 'static> SinkOutlet<T> {
         let mut inner = self.lock();
         inner.out.rewind(output)?;
         inner.dlq.rewind(dead_letters)
+    }
+
+    /// Cuts the sinks back to what the last aligned barrier committed.
+    pub(crate) fn rewind_to_last_alignment(&self) -> std::io::Result<()> {
+        let mut inner = self.lock();
+        if let (Some(len), _) = inner.aligned {
+            inner.out.rewind(len)?;
+        }
+        if let (_, Some(len)) = inner.aligned {
+            inner.dlq.rewind(len)?;
+        }
+        Ok(())
     }
 
     /// Makes everything written durable.
@@ -158,6 +176,7 @@ impl<T: Send + 'static> SinkOutlet<T> {
                         .dlq
                         .commit()
                         .map_err(|e| format!("committing the dead-letter sink: {e}"))?;
+                    inner.aligned = (out, dlq);
                     let mut lengths = BTreeMap::new();
                     if let Some(len) = out {
                         lengths.insert(OUTPUT_SINK.to_string(), len);

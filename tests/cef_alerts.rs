@@ -147,6 +147,25 @@ fn a_state_dir_refuses_another_partition_count() {
         err.contains("partitions=2") && err.contains("3 partitions"),
         "{err}"
     );
+
+    // Another checkpoint store for the same state: refused, it would look
+    // like a fresh start and truncate the outputs.
+    let other = Command::new(example_bin())
+        .args(["--generate", "100", "--keys", "5", "--partitions", "2"])
+        .args([
+            "--output",
+            dir.path().join("o.jsonl").to_str().expect("utf-8"),
+        ])
+        .args(["--state-dir", state.to_str().expect("utf-8")])
+        .args([
+            "--checkpoint-store",
+            dir.path().join("elsewhere").to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("starts");
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("belongs to checkpoint store"), "{err}");
 }
 
 #[test]

@@ -153,6 +153,14 @@ fn sigterm_takes_a_final_checkpoint_exits_zero_and_the_next_run_resumes() {
         .spawn()
         .expect("starts");
     std::thread::sleep(std::time::Duration::from_millis(600));
+    // A second process on the same state directory is refused.
+    let second = Command::new(example_bin())
+        .args(&args)
+        .output()
+        .expect("runs");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

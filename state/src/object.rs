@@ -167,10 +167,12 @@ impl SnapshotStore for ObjectStorage {
         let metas: Vec<_> = self
             .block_on(self.store.list(base.as_ref()).try_collect())
             .map_err(|e| store_err("listing", prefix, e))?;
+        // Compare in the store's own encoding of the prefix (it escapes
+        // some characters and drops empty segments).
         let strip = if self.prefix.is_empty() {
             String::new()
         } else {
-            format!("{}/", self.prefix)
+            format!("{}/", ObjectPath::from(self.prefix.as_str()).as_ref())
         };
         let mut keys: Vec<String> = metas
             .into_iter()
@@ -239,6 +241,19 @@ mod tests {
             .get_file("k", &dir.path().join("g"))
             .expect("get file");
         assert_eq!(std::fs::read(dir.path().join("g")).expect("read"), b"file");
+        // A prefix the store escapes or normalises still lists its keys.
+        let odd = ObjectStorage::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "team~x//a#b",
+            "memory://",
+        )
+        .expect("store");
+        odd.put_bytes("checkpoints/7/MANIFEST.json", b"{}")
+            .expect("put");
+        assert_eq!(
+            odd.list("checkpoints/").expect("list"),
+            vec!["checkpoints/7/MANIFEST.json"]
+        );
         assert!(ObjectStorage::s3("s3://").is_err());
         assert!(ObjectStorage::s3("file:///x").is_err());
     }
