@@ -91,6 +91,12 @@ impl StateEnv {
         opts.set_write_buffer_manager(&self.write_buffers);
         opts.set_write_buffer_size((self.budget.bytes / 8).clamp(1 << 20, 64 << 20));
         opts.set_max_write_buffer_number(3);
+        // Checkpoints flush memtables, so level 0 fills faster than usual.
+        // Compacting it later keeps incremental checkpoints small: every
+        // compaction rewrites (and so re-uploads) the files it merges.
+        opts.set_level_zero_file_num_compaction_trigger(8);
+        opts.set_level_zero_slowdown_writes_trigger(24);
+        opts.set_level_zero_stop_writes_trigger(40);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
         opts.set_max_open_files(256);
