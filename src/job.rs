@@ -368,7 +368,7 @@ where
             })?;
             let args = PartitionArgs {
                 core,
-                outlet: outlet.clone() as Arc<dyn Outlet<P::Out>>,
+                outlet: outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
                 tick: settings.tick,
                 checkpoint_dir: local_dir.clone(),
             };

@@ -195,9 +195,11 @@ impl<T: Send + 'static> SinkOutlet<T> {
     }
 }
 
-impl<T: Send + 'static> Outlet<T> for SinkOutlet<T> {
-    fn outputs(&self, partition: u32, items: Vec<T>) {
-        self.push(partition as usize, Event::Outputs(items));
+impl<K: Send + 'static, T: Send + 'static> Outlet<K, T> for SinkOutlet<T> {
+    fn outputs(&self, partition: u32, items: Vec<(K, T)>) {
+        // The embedded sinks write values only.
+        let values = items.into_iter().map(|(_, t)| t).collect();
+        self.push(partition as usize, Event::Outputs(values));
     }
 
     fn dead_letters(&self, partition: u32, items: Vec<DeadLetter>) {
@@ -249,12 +251,12 @@ mod tests {
             2,
             None,
         );
-        outlet.outputs(0, vec![1]);
-        outlet.barrier(0, 1);
-        outlet.outputs(0, vec![2]); // after partition 0's barrier: held
-        outlet.outputs(1, vec![3]);
+        outlet.outputs(0, vec![((), 1)]);
+        Outlet::<(), u32>::barrier(&outlet, 0, 1);
+        outlet.outputs(0, vec![((), 2)]); // after partition 0's barrier: held
+        outlet.outputs(1, vec![((), 3)]);
         assert_eq!(rec.0.lock().expect("lock").0, vec![1, 3]);
-        outlet.barrier(1, 1);
+        Outlet::<(), u32>::barrier(&outlet, 1, 1);
         outlet.feed_barrier(1); // aligned: commit sees 1 and 3 only
         let g = rec.0.lock().expect("lock");
         assert_eq!(
@@ -276,10 +278,10 @@ mod tests {
             1,
             None,
         );
-        outlet.barrier(0, 1);
-        outlet.outputs(0, vec![7]);
-        outlet.barrier(0, 2);
-        outlet.outputs(0, vec![8]);
+        Outlet::<(), u32>::barrier(&outlet, 0, 1);
+        outlet.outputs(0, vec![((), 7)]);
+        Outlet::<(), u32>::barrier(&outlet, 0, 2);
+        outlet.outputs(0, vec![((), 8)]);
         outlet.feed_barrier(1);
         outlet.feed_barrier(2);
         let g = rec.0.lock().expect("lock");

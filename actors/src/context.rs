@@ -10,7 +10,7 @@ pub struct Context<'a, P: Processor> {
     pub(crate) timestamp: Option<i64>,
     pub(crate) watermark: i64,
     pub(crate) now: i64,
-    pub(crate) out: &'a mut Vec<P::Out>,
+    pub(crate) out: &'a mut Vec<(P::Key, P::Out)>,
     pub(crate) timers: &'a mut TimerQueue<P::Key>,
 }
 
@@ -38,9 +38,10 @@ impl<P: Processor> Context<'_, P> {
         self.now
     }
 
-    /// Emits an output record to the job's sink.
+    /// Emits an output record to the job's sink, keyed by this call's key
+    /// (sinks with record keys, such as Kafka's, use it).
     pub fn emit(&mut self, out: P::Out) {
-        self.out.push(out);
+        self.out.push((self.key.clone(), out));
     }
 
     /// Sets this key's timer `name` to fire at `at` in `domain`, replacing a

@@ -169,7 +169,7 @@ pub struct PartitionCore<P: Processor, S: Store> {
     keys: LruCache<P::Key, Slot<P::State>, FxBuildHasher>,
     timers: TimerQueue<P::Key>,
     watermark: Watermark,
-    out: Vec<P::Out>,
+    out: Vec<(P::Key, P::Out)>,
     dead: Vec<DeadLetter>,
     counters: Counters,
     key_buf: Vec<u8>,
@@ -316,8 +316,8 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         &mut self.store
     }
 
-    /// Takes the outputs emitted since the last call.
-    pub fn take_outputs(&mut self) -> Vec<P::Out> {
+    /// Takes the outputs emitted since the last call, with their keys.
+    pub fn take_outputs(&mut self) -> Vec<(P::Key, P::Out)> {
         self.counters.emitted += self.out.len() as u64;
         std::mem::take(&mut self.out)
     }

@@ -18,9 +18,10 @@ use crate::core::{Counters, DeadLetter, InputBatch, PartitionCheckpoint, Partiti
 use crate::processor::Processor;
 
 /// Where a partition delivers what it produced.
-pub trait Outlet<T>: Send + Sync + 'static {
-    /// Outputs of `partition`, in the order they were emitted.
-    fn outputs(&self, partition: u32, items: Vec<T>);
+pub trait Outlet<K, T>: Send + Sync + 'static {
+    /// Outputs of `partition` with the keys they were emitted for, in the
+    /// order they were emitted.
+    fn outputs(&self, partition: u32, items: Vec<(K, T)>);
     /// Dead letters of `partition`.
     fn dead_letters(&self, partition: u32, items: Vec<DeadLetter>);
     /// `partition` passed barrier `id`: everything it delivered before
@@ -51,7 +52,7 @@ pub struct PartitionArgs<P: Processor> {
     /// The core, over the partition's store.
     pub core: PartitionCore<P, RocksStore>,
     /// Where outputs and dead letters go.
-    pub outlet: std::sync::Arc<dyn Outlet<P::Out>>,
+    pub outlet: std::sync::Arc<dyn Outlet<P::Key, P::Out>>,
     /// How often processing time is checked.
     pub tick: Duration,
     /// Where local checkpoints (RocksDB checkpoint directories) are made.

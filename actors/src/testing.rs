@@ -20,7 +20,7 @@ pub struct TestDriver<P: Processor> {
     core: PartitionCore<P, MemStore>,
     clock: ManualClock,
     runtime: tokio::runtime::Runtime,
-    emitted: Vec<P::Out>,
+    emitted: Vec<(P::Key, P::Out)>,
     dead: Vec<DeadLetter>,
     position: u64,
 }
@@ -124,6 +124,15 @@ impl<P: Processor> TestDriver<P> {
 
     /// Takes what was emitted so far.
     pub fn take_emitted(&mut self) -> Vec<P::Out> {
+        self.take_emitted_with_keys()
+            .into_iter()
+            .map(|(_, out)| out)
+            .collect()
+    }
+
+    /// Takes what was emitted so far, with the key each output was emitted
+    /// for.
+    pub fn take_emitted_with_keys(&mut self) -> Vec<(P::Key, P::Out)> {
         std::mem::take(&mut self.emitted)
     }
 

@@ -79,7 +79,11 @@ fn event_time_timers_fire_only_through_the_watermark() {
     t.advance_watermark_to(1000);
     assert_eq!(t.take_emitted(), vec!["a:3:2"]);
     t.advance_watermark_to(1900);
-    assert_eq!(t.take_emitted(), vec!["b:5:1"]);
+    assert_eq!(
+        t.take_emitted_with_keys(),
+        vec![("b".to_string(), "b:5:1".to_string())],
+        "outputs carry the key they were emitted for"
+    );
     assert_eq!(t.state("a"), Sum::default());
     assert_eq!(t.pending_timers(), 1);
     t.finish();

@@ -417,7 +417,8 @@ impl SnapshotStore for LocalDirStore {
         let _ = fs::remove_file(&tmp);
         // SSTs never change once written, so on the same filesystem a hard
         // link is a safe, free copy; other files are copied.
-        let linked = local.extension().is_some_and(|e| e == "sst") && fs::hard_link(local, &tmp).is_ok();
+        let linked =
+            local.extension().is_some_and(|e| e == "sst") && fs::hard_link(local, &tmp).is_ok();
         if !linked {
             fs::copy(local, &tmp).map_err(|e| io_err(local, e))?;
         }
