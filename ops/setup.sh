@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing weir needs on a fresh Debian machine
 # that has the Rust toolchain and Python: libclang for RocksDB's bindings, a
-# C++ compiler, and moto (an S3-compatible server the S3 tests start on
-# loopback). Idempotent: installs only what is missing.
+# C++ compiler, moto (an S3-compatible server the S3 tests start on
+# loopback) and tansu (the Kafka-compatible broker the Kafka tests start on
+# loopback; about 20 minutes to build the first time). Idempotent: installs
+# only what is missing.
 set -euo pipefail
 
 need=()
@@ -23,4 +25,9 @@ fi
 if ! python3 -c "import moto.server" >/dev/null 2>&1; then
   echo "ops/setup.sh: installing moto[server] (S3-compatible test server)" >&2
   python3 -m pip install -q "moto[server]" >/dev/null
+fi
+
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "ops/setup.sh: installing tansu (Kafka-compatible test broker; about 20 minutes)" >&2
+  cargo install tansu --locked --features dynostore,libsql
 fi

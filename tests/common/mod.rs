@@ -2,6 +2,8 @@
 //! CEF data set with its reference alerts, and running the example.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
