@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Broker {
     pub port: u16,
     tansu: PathBuf,
+    /// The shell that runs the broker and stops it with the test process.
+    _shell: std::process::Child,
 }
 
 fn tansu_binary() -> Option<PathBuf> {
@@ -62,7 +64,7 @@ impl Broker {
              b=$!; while kill -0 $PPID 2>/dev/null; do sleep 1; done; kill $b",
             tansu.display()
         );
-        Command::new("sh")
+        let shell = Command::new("sh")
             .args(["-c", &script])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -73,7 +75,11 @@ impl Broker {
             assert!(Instant::now() < deadline, "tansu did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Broker { port, tansu })
+        Some(Broker {
+            port,
+            tansu,
+            _shell: shell,
+        })
     }
 
     /// `host:port` for Kafka clients.
