@@ -395,7 +395,8 @@ where
             let interval = settings.checkpoints.as_ref().and_then(|s| s.interval);
             tokio::spawn(async move {
                 let mut every = interval.map(|d| {
-                    let mut i = tokio::time::interval(d);
+                    // The first checkpoint one interval in, not at once.
+                    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
                     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     i
                 });
