@@ -367,11 +367,40 @@ pub struct LocalDirStore {
 }
 
 impl LocalDirStore {
-    /// A store rooted at `root` (created when missing).
+    /// A store rooted at `root` (created when missing). Temporary files
+    /// left by uploads of processes that are gone are removed.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
-        Ok(Self { root })
+        let store = Self { root };
+        store.sweep_abandoned()?;
+        Ok(store)
+    }
+
+    /// Deletes `*.tmp-<pid>` files whose process no longer runs.
+    fn sweep_abandoned(&self) -> Result<()> {
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for entry in rd.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.rsplit_once(".tmp-").map(|(_, pid)| pid.to_string()) else {
+                    continue;
+                };
+                let alive = pid
+                    .parse::<u32>()
+                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                if !alive {
+                    fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -618,6 +647,25 @@ mod tests {
         )
         .expect("present");
         assert!(verify_present(&store, &manifest(3, &["shared/p0/a.sst"])).is_err());
+    }
+
+    #[test]
+    fn temporary_files_of_dead_uploads_are_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = dir.path().join("shared").join("p0");
+        fs::create_dir_all(&shared).expect("mkdir");
+        // No process has pid 4294967295; ours is alive.
+        fs::write(shared.join("a.sst.tmp-4294967295"), b"x").expect("write");
+        let own = format!("b.sst.tmp-{}", std::process::id());
+        fs::write(shared.join(&own), b"x").expect("write");
+        fs::write(shared.join("c.sst"), b"x").expect("write");
+        LocalDirStore::new(dir.path()).expect("store");
+        assert!(!shared.join("a.sst.tmp-4294967295").exists());
+        assert!(
+            shared.join(&own).exists(),
+            "a live process's upload is left alone"
+        );
+        assert!(shared.join("c.sst").exists());
     }
 
     #[test]
