@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building and testing weir needs on a fresh Debian machine
-# that has the Rust toolchain and Python: libclang for RocksDB's bindings, a
-# C++ compiler, moto (an S3-compatible server the S3 tests start on
-# loopback) and tansu (the Kafka-compatible broker the Kafka tests start on
-# loopback; about 20 minutes to build the first time). Idempotent: installs
-# only what is missing.
+# Installs what weir needs on a fresh Debian machine that has the Rust
+# toolchain and Python. Idempotent: installs only what is missing.
+#
+#   ops/setup.sh          build needs: libclang (RocksDB's bindings), g++, make
+#   ops/setup.sh --test   also the test servers the tests start on loopback:
+#                         moto (S3-compatible, from PyPI) and tansu
+#                         (Kafka-compatible; about 20 minutes to build once)
 set -euo pipefail
 
 need=()
@@ -21,6 +22,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+[ "${1:-}" = "--test" ] || exit 0
 
 if ! python3 -c "import moto.server" >/dev/null 2>&1; then
   echo "ops/setup.sh: installing moto[server] (S3-compatible test server)" >&2
