@@ -39,6 +39,7 @@
 pub mod cef;
 pub mod checkpoint;
 pub mod job;
+pub mod kafka;
 mod outlet;
 pub mod partitioner;
 pub mod sink;
@@ -80,6 +81,10 @@ pub enum Error {
     /// An actor could not be spawned or reached.
     #[error("actor error: {0}")]
     Actor(String),
+    /// Kafka failed: a client could not be created, or records were not
+    /// delivered.
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A partition or sink failed while the job ran.
     #[error("job failed: {0}")]
     Failed(String),
