@@ -4,9 +4,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Fixture, run_with_kills};
 
@@ -32,21 +32,10 @@ impl Moto {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !installed {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the S3 tests: install moto with `pip install 'moto[server]'` (ops/setup.sh does)"
-            );
-            eprintln!(
-                "\n*** SKIPPED: S3 tests need moto (pip install 'moto[server]'); run ops/setup.sh ***\n"
-            );
+        if !common::server::required(installed, "moto", "pip install 'moto[server]'") {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = common::server::free_port();
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -61,11 +50,7 @@ impl Moto {
             .spawn()
             .expect("moto starts");
         let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::server::wait_listening(port, "moto", Duration::from_secs(60));
         Some(moto)
     }
 

@@ -1,11 +1,10 @@
 //! A tansu broker for the tests of one test binary: started once, on a free
 //! loopback port, and stopped when the test process exits.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running broker.
 pub struct Broker {
@@ -41,21 +40,16 @@ impl Broker {
     }
 
     fn start() -> Option<Broker> {
-        let Some(tansu) = tansu_binary() else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the Kafka tests: install tansu (ops/setup.sh does)"
-            );
-            eprintln!(
-                "\n*** SKIPPED: Kafka tests need tansu; run ops/setup.sh (cargo install tansu) ***\n"
-            );
+        let tansu = tansu_binary();
+        if !super::server::required(
+            tansu.is_some(),
+            "tansu",
+            "cargo install tansu --locked --features dynostore,libsql",
+        ) {
             return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        }
+        let tansu = tansu?;
+        let port = super::server::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         // The shell stops the broker once the test process (its parent) is
         // gone, however the tests end.
@@ -70,11 +64,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("tansu starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         Some(Broker {
             port,
             tansu,
