@@ -370,7 +370,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         }
         let late = env.timestamp.is_some_and(|ts| self.watermark.is_late(ts));
         self.activate(&env.key, now)?;
-        let processor = Arc::clone(&self.processor);
+        let processor = &*self.processor;
         let slot = self.keys.get_mut(&env.key).expect("activated above");
         if late {
             self.counters.late += 1;
