@@ -15,6 +15,23 @@
 //!            [--checkpoint-interval-ms 1000] [--checkpoint-store URL]
 //! ```
 //!
+//! Kafka mode reads CEF lines from a topic and writes alerts (keyed by
+//! `src`) to another; dead letters go to `--dlq-topic` with the error and
+//! source in headers. Several processes with the same `--group` and a shared
+//! `--checkpoint-store` split the topic's partitions, and a partition's
+//! state follows it when it moves:
+//!
+//! ```text
+//! cef_alerts --brokers HOST:PORT --input-topic T --output-topic T
+//!            --group G --checkpoint-store URL --state-dir DIR
+//!            [--dlq-topic T] [--window-secs 60] [--threshold 5]
+//!            [--group-instance-id ID] [--kafka-option KEY=VALUE ...]
+//! ```
+//!
+//! The input must be keyed (partitioned) by `src`, as Kafka's default
+//! partitioner does for records keyed by it: a key's windows live in the
+//! partition its records arrive on.
+//!
 //! Checkpoints are taken every `--checkpoint-interval-ms` (0: only at
 //! shutdown and at the end) into `--checkpoint-store` (default: a directory
 //! under `--state-dir`). Killed at any moment and run again with the same
@@ -30,8 +47,9 @@ use clap::{ArgGroup, Parser};
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use weir::cef::GeneratorConfig;
+use weir::kafka::{KafkaJob, KafkaReport, KafkaSettings};
 use weir::{
-    CheckpointSettings, Clock, Context, DeadLetterFile, Decoded, GeneratorSource, Job, JsonLines,
+    CheckpointSettings, CheckpointTrigger, Clock, Context, DeadLetterFile, Decoded, GeneratorSource, Job, JsonLines,
     LineSource, MemoryBudget, ProcessError, Processor, Report, Settings, SystemClock, TimeDomain,
     Timer, open_store,
 };
@@ -171,7 +189,7 @@ pub fn decode_line(line: &[u8], now_ms: i64) -> Result<Decoded<String, Login>, S
 
 #[derive(Parser, Debug)]
 #[command(name = "cef_alerts", about = "Brute-force login alerts over CEF logs")]
-#[command(group(ArgGroup::new("in").required(true).args(["input", "generate"])))]
+#[command(group(ArgGroup::new("in").required(true).args(["input", "generate", "brokers"])))]
 struct Args {
     /// CEF lines to read ('-' for stdin).
     #[arg(long)]
@@ -186,8 +204,33 @@ struct Args {
     #[arg(long, default_value_t = 1, requires = "generate")]
     seed: u64,
     /// Alerts, one JSON line each; dead letters go to <output>.dlq.
-    #[arg(long)]
-    output: PathBuf,
+    #[arg(long, required_unless_present = "brokers")]
+    output: Option<PathBuf>,
+    /// Kafka mode: the brokers (host:port[,host:port...]).
+    #[arg(long, requires_all = ["input_topic", "output_topic", "group", "checkpoint_store"])]
+    brokers: Option<String>,
+    /// Kafka mode: the topic of CEF lines, keyed by src.
+    #[arg(long, requires = "brokers")]
+    input_topic: Option<String>,
+    /// Kafka mode: the topic alerts go to, keyed by src.
+    #[arg(long, requires = "brokers")]
+    output_topic: Option<String>,
+    /// Kafka mode: the topic dead letters go to.
+    #[arg(long, requires = "brokers")]
+    dlq_topic: Option<String>,
+    /// Kafka mode: the consumer group the workers share.
+    #[arg(long, requires = "brokers")]
+    group: Option<String>,
+    /// Kafka mode: static group membership (a stable pod name).
+    #[arg(long, requires = "brokers")]
+    group_instance_id: Option<String>,
+    /// Kafka mode: a librdkafka property for the consumer and producer
+    /// (repeatable), e.g. session.timeout.ms=10000.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", requires = "brokers")]
+    kafka_options: Vec<String>,
+    /// Kafka mode: most time a revoke spends on final checkpoints, ms.
+    #[arg(long, default_value_t = 30_000)]
+    revoke_deadline_ms: u64,
     /// Where RocksDB state lives.
     #[arg(long)]
     state_dir: PathBuf,
@@ -227,39 +270,20 @@ fn dlq_path(output: &std::path::Path) -> PathBuf {
 }
 
 async fn run(args: Args) -> anyhow::Result<Report> {
-    if args.window_secs == 0 {
-        anyhow::bail!("--window-secs must be at least 1");
-    }
     let store_url = args
         .checkpoint_store
         .clone()
         .unwrap_or_else(|| args.state_dir.join("snapshots").display().to_string());
-    let settings = Settings {
-        partitions: args.partitions,
-        state_dir: args.state_dir.clone(),
-        memory: MemoryBudget {
-            bytes: args.memory_mib << 20,
-        },
-        live_actor_cap: args.live_actor_cap,
-        max_out_of_orderness: Duration::from_millis(args.max_out_of_orderness_ms),
-        checkpoints: Some(CheckpointSettings {
-            store: open_store(&store_url)?,
-            interval: (args.checkpoint_interval_ms > 0)
-                .then(|| Duration::from_millis(args.checkpoint_interval_ms)),
-            retain: args.checkpoint_retain,
-            start_empty: args.start_empty,
-        }),
-        ..Settings::default()
-    };
-    let processor = BruteForce {
-        window_ms: args.window_secs as i64 * 1000,
-        threshold: args.threshold,
+    let settings = settings(&args, &store_url)?;
+    let processor = detector(&args);
+    let Some(output) = &args.output else {
+        anyhow::bail!("give --output FILE (or --brokers for Kafka mode)");
     };
     let job = Job::new(processor)
         .settings(settings)
         .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()))
-        .sink(JsonLines::file(&args.output)?)
-        .dead_letters(DeadLetterFile::file(dlq_path(&args.output))?);
+        .sink(JsonLines::file(output)?)
+        .dead_letters(DeadLetterFile::file(dlq_path(output))?);
     let job = match (&args.input, args.generate) {
         (Some(path), _) if path == "-" => job.source(LineSource::stdin()),
         (Some(path), _) => job.source(LineSource::open(path)?),
@@ -271,7 +295,12 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         })),
         (None, None) => anyhow::bail!("give --input FILE or --generate N"),
     };
-    let trigger = job.checkpoint_trigger();
+    forward_checkpoint_requests(job.checkpoint_trigger());
+    Ok(job.run_until(shutdown()).await?)
+}
+
+/// SIGUSR1 asks for a checkpoint now.
+fn forward_checkpoint_requests(trigger: CheckpointTrigger) {
     tokio::spawn(async move {
         let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
             return;
@@ -280,19 +309,86 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             trigger.request();
         }
     });
-    let shutdown = async {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
     };
-    Ok(job.run_until(shutdown).await?)
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Kafka mode: one worker of the group, until SIGTERM or SIGINT.
+async fn run_kafka(args: Args) -> anyhow::Result<KafkaReport> {
+    let store_url = args
+        .checkpoint_store
+        .clone()
+        .context("Kafka mode needs --checkpoint-store (shared by the workers)")?;
+    let settings = settings(&args, &store_url)?;
+    let processor = detector(&args);
+    let need = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .with_context(|| format!("Kafka mode needs {flag}"))
+    };
+    let mut kafka = KafkaSettings::new(
+        &need(&args.brokers, "--brokers")?,
+        &need(&args.input_topic, "--input-topic")?,
+        &need(&args.output_topic, "--output-topic")?,
+        &need(&args.group, "--group")?,
+    );
+    kafka.dead_letter_topic = args.dlq_topic.clone();
+    kafka.instance_id = args.group_instance_id.clone();
+    kafka.revoke_deadline = Duration::from_millis(args.revoke_deadline_ms);
+    for option in &args.kafka_options {
+        let (k, v) = option
+            .split_once('=')
+            .with_context(|| format!("--kafka-option {option}: expected KEY=VALUE"))?;
+        kafka.client.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let job = KafkaJob::new(processor)
+        .settings(settings)
+        .kafka(kafka)
+        .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()));
+    forward_checkpoint_requests(job.checkpoint_trigger());
+    Ok(job.run_until(shutdown()).await?)
+}
+
+fn detector(args: &Args) -> BruteForce {
+    BruteForce {
+        window_ms: args.window_secs as i64 * 1000,
+        threshold: args.threshold,
+    }
+}
+
+/// Job settings shared by both modes.
+fn settings(args: &Args, store_url: &str) -> anyhow::Result<Settings> {
+    if args.window_secs == 0 {
+        anyhow::bail!("--window-secs must be at least 1");
+    }
+    Ok(Settings {
+        partitions: args.partitions,
+        state_dir: args.state_dir.clone(),
+        memory: MemoryBudget {
+            bytes: args.memory_mib << 20,
+        },
+        live_actor_cap: args.live_actor_cap,
+        max_out_of_orderness: Duration::from_millis(args.max_out_of_orderness_ms),
+        checkpoints: Some(CheckpointSettings {
+            store: open_store(store_url)?,
+            interval: (args.checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(args.checkpoint_interval_ms)),
+            retain: args.checkpoint_retain,
+            start_empty: args.start_empty,
+        }),
+        ..Settings::default()
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -301,6 +397,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Crash points of the checkpoint protocol, for the crash tests (only
     // with the `failpoints` feature; configured by FAILPOINTS).
@@ -310,6 +407,21 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    if args.brokers.is_some() {
+        let r = runtime.block_on(run_kafka(args))?;
+        eprintln!(
+            "records={} dead_lettered={} seconds={:.3} records_per_sec={:.0} checkpoints={} checkpoint_failures={} assigned={} restored={} stopped=true",
+            r.records,
+            r.decode_errors,
+            r.elapsed.as_secs_f64(),
+            r.records as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            r.checkpoints,
+            r.checkpoint_failures,
+            r.assigned,
+            r.restored,
+        );
+        return Ok(());
+    }
     let report = runtime.block_on(run(args))?;
     eprintln!(
         "records={} alerts={} dead_lettered={} late={} seconds={:.3} records_per_sec={:.0} restored_checkpoint={} checkpoints={} stopped={}",

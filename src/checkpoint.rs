@@ -116,11 +116,11 @@ pub struct Status {
 }
 
 /// A checkpoint whose parts are all in, ready to upload.
-struct Ready {
-    id: u64,
-    parts: Vec<PartitionCheckpoint>,
-    sinks: BTreeMap<String, u64>,
-    started: Instant,
+pub(crate) struct Ready {
+    pub(crate) id: u64,
+    pub(crate) parts: Vec<PartitionCheckpoint>,
+    pub(crate) sinks: BTreeMap<String, u64>,
+    pub(crate) started: Instant,
 }
 
 #[derive(Default)]
@@ -324,7 +324,9 @@ impl Coordinator {
     }
 }
 
-fn upload(
+/// Copies a checkpoint's new files to `store`, writes its manifest last,
+/// then prunes to `retain` checkpoints.
+pub(crate) fn upload(
     store: &dyn SnapshotStore,
     ready: &Ready,
     known: &mut std::collections::HashMap<(u32, String, u64), u32>,
@@ -411,18 +413,31 @@ pub(crate) fn recover(
     env: &StateEnv,
     partitions: u32,
 ) -> Result<Recovery> {
+    let all: Vec<u32> = (0..partitions).collect();
+    restore_newest(settings.store.as_ref(), env, &all, settings.start_empty)
+}
+
+/// Restores the newest usable checkpoint of `store`, which must hold
+/// exactly `partitions`, into their directories; empties them when there is
+/// none. With checkpoints present but none usable this is an error unless
+/// `start_empty`.
+pub(crate) fn restore_newest(
+    store: &dyn SnapshotStore,
+    env: &StateEnv,
+    partitions: &[u32],
+    start_empty: bool,
+) -> Result<Recovery> {
     let started = Instant::now();
-    let store = settings.store.as_ref();
     let ids = list_checkpoints(store)?;
     let highest = ids.last().copied().unwrap_or(0);
     // Restoring is the check (it verifies every checksum), so candidates
     // are tried one at a time, newest first.
     let choice = choose_checkpoint(&ids, |id| -> Result<(Manifest, u64)> {
         let m = load_manifest(store, id)?;
-        if m.partitions.len() != partitions as usize {
+        let found: Vec<u32> = m.partitions.iter().map(|p| p.partition).collect();
+        if found != partitions {
             return Err(Error::Config(format!(
-                "checkpoint {id} has {} partitions, the job has {partitions}",
-                m.partitions.len()
+                "checkpoint {id} holds partitions {found:?}, expected {partitions:?}"
             )));
         }
         let mut bytes = 0;
@@ -433,10 +448,10 @@ pub(crate) fn recover(
     });
     let skipped = choice.skipped;
     for (id, reason) in &skipped {
-        tracing::warn!(checkpoint = id, %reason, "skipped a broken checkpoint");
+        tracing::warn!(checkpoint = id, %reason, store = %store.describe(), "skipped a broken checkpoint");
     }
     if let Some((id, (manifest, bytes))) = choice.chosen {
-        tracing::info!(checkpoint = id, bytes, "restored checkpoint");
+        tracing::info!(checkpoint = id, bytes, store = %store.describe(), "restored checkpoint");
         return Ok(Recovery {
             manifest: Some(manifest),
             skipped,
@@ -445,7 +460,7 @@ pub(crate) fn recover(
             elapsed: started.elapsed(),
         });
     }
-    if !skipped.is_empty() && !settings.start_empty {
+    if !skipped.is_empty() && !start_empty {
         let reasons: Vec<String> = skipped
             .iter()
             .map(|(id, r)| format!("checkpoint {id}: {r}"))
@@ -457,7 +472,7 @@ pub(crate) fn recover(
             reasons.join("; ")
         )));
     }
-    for p in 0..partitions {
+    for &p in partitions {
         env.reset_partition(p)?;
     }
     Ok(Recovery {

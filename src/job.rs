@@ -110,7 +110,7 @@ impl Default for Settings {
 }
 
 impl Settings {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.partitions == 0 {
             return Err(Error::Config("partitions must be at least 1".into()));
         }
@@ -181,7 +181,7 @@ impl Report {
 
 /// Asks a running job for a checkpoint now. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct CheckpointTrigger(Arc<Notify>);
+pub struct CheckpointTrigger(pub(crate) Arc<Notify>);
 
 impl CheckpointTrigger {
     /// Requests a checkpoint (ignored while one is in flight).
@@ -305,7 +305,7 @@ where
         let n = settings.partitions;
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         let _lock = lock_state_dir(&settings)?;
-        check_layout(&settings)?;
+        check_layout(&settings, &n.to_string())?;
 
         // Recovery: restore the newest usable checkpoint, or start empty.
         let recovery = match &settings.checkpoints {
@@ -317,17 +317,7 @@ where
                 Recovery::default()
             }
         };
-        // Local checkpoints of a run that died are of no use: start clean.
-        let local_dir = settings.state_dir.join("checkpoints-local");
-        match std::fs::remove_dir_all(&local_dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::Io {
-                    what: format!("clearing {}", local_dir.display()),
-                    source: e,
-                });
-            }
-            _ => {}
-        }
+        let local_dir = clear_local_checkpoints(&settings)?;
         let (coordinator, uploader) = match &settings.checkpoints {
             Some(c) => {
                 let (coordinator, handle) = Coordinator::start(n, recovery.highest, c)?;
@@ -355,26 +345,16 @@ where
         let mut actors = Vec::with_capacity(n as usize);
         let mut handles = Vec::with_capacity(n as usize);
         for p in 0..n {
-            let store = env.open_partition(p)?;
-            let core = PartitionCore::new(
-                Arc::clone(&processor),
-                store,
-                settings.core_config(p),
-                Arc::clone(&self.clock),
+            let (actor, handle) = spawn_partition(
+                &processor,
+                &env,
+                &settings,
+                p,
+                &self.clock,
+                outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
+                &local_dir,
             )
-            .map_err(|source| Error::Partition {
-                partition: p,
-                source,
-            })?;
-            let args = PartitionArgs {
-                core,
-                outlet: outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
-                tick: settings.tick,
-                checkpoint_dir: local_dir.clone(),
-            };
-            let (actor, handle) = Actor::spawn(None, PartitionActor::<P>::default(), args)
-                .await
-                .map_err(|e| Error::Actor(format!("partition {p} did not start: {e}")))?;
+            .await?;
             actors.push(actor);
             handles.push(handle);
         }
@@ -515,6 +495,55 @@ where
     }
 }
 
+/// Local checkpoints of a run that died are of no use: starts clean.
+/// Returns the folder where local checkpoints are made.
+pub(crate) fn clear_local_checkpoints(settings: &Settings) -> Result<PathBuf> {
+    let local_dir = settings.state_dir.join("checkpoints-local");
+    match std::fs::remove_dir_all(&local_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            what: format!("clearing {}", local_dir.display()),
+            source: e,
+        }),
+        _ => Ok(local_dir),
+    }
+}
+
+/// Opens partition `p`'s RocksDB instance (restored beforehand) and starts
+/// its actor.
+pub(crate) async fn spawn_partition<P: Processor>(
+    processor: &Arc<P>,
+    env: &StateEnv,
+    settings: &Settings,
+    p: u32,
+    clock: &Arc<dyn Clock>,
+    outlet: Arc<dyn Outlet<P::Key, P::Out>>,
+    checkpoint_dir: &std::path::Path,
+) -> Result<(
+    ActorRef<PartitionMsg<P::Key, P::In>>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let store = env.open_partition(p)?;
+    let core = PartitionCore::new(
+        Arc::clone(processor),
+        store,
+        settings.core_config(p),
+        Arc::clone(clock),
+    )
+    .map_err(|source| Error::Partition {
+        partition: p,
+        source,
+    })?;
+    let args = PartitionArgs {
+        core,
+        outlet,
+        tick: settings.tick,
+        checkpoint_dir: checkpoint_dir.to_path_buf(),
+    };
+    Actor::spawn(None, PartitionActor::<P>::default(), args)
+        .await
+        .map_err(|e| Error::Actor(format!("partition {p} did not start: {e}")))
+}
+
 /// Sends barrier `id` at input `position` to every partition and to the
 /// sinks' feed input. Everything routed before was sent before it.
 fn inject<K, V, O>(
@@ -543,13 +572,13 @@ where
 /// The snapshot store is recorded too: resuming against another (or an
 /// unmounted, empty) store would look like a fresh start and truncate the
 /// outputs, so a different store is refused unless told to start empty.
-fn check_layout(settings: &Settings) -> Result<()> {
+pub(crate) fn check_layout(settings: &Settings, partitions: &str) -> Result<()> {
     let path = settings.state_dir.join("weir-layout");
     let store = settings
         .checkpoints
         .as_ref()
         .map_or_else(|| "none".to_string(), |c| c.store.describe());
-    let expected = format!("partitions={}\nstore={store}\n", settings.partitions);
+    let expected = format!("partitions={partitions}\nstore={store}\n");
     let io = |what: &str, source| Error::Io {
         what: format!("{what} {}", path.display()),
         source,
@@ -566,13 +595,12 @@ fn check_layout(settings: &Settings) -> Result<()> {
             .map(str::to_string)
     };
     if let Some(p) = field("partitions")
-        && p != settings.partitions.to_string()
+        && p != partitions
     {
         return Err(Error::Config(format!(
-            "state directory {} was written with partitions={p}, this job has {} partitions: use \
-             the same partition count or a new state directory",
+            "state directory {} was written with partitions={p}, this job has partitions={partitions}: \
+             use the same partitions or a new state directory",
             settings.state_dir.display(),
-            settings.partitions
         )));
     }
     let start_empty = settings.checkpoints.as_ref().is_some_and(|c| c.start_empty);
@@ -593,7 +621,7 @@ fn check_layout(settings: &Settings) -> Result<()> {
 }
 
 /// Takes the state directory's lock, so two processes never share it.
-fn lock_state_dir(settings: &Settings) -> Result<std::fs::File> {
+pub(crate) fn lock_state_dir(settings: &Settings) -> Result<std::fs::File> {
     let path = settings.state_dir.join("weir.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -749,7 +777,7 @@ where
                 records: std::mem::take(records),
             };
             actors[p]
-                .cast(PartitionMsg::Batch(batch, Some(permit)))
+                .cast(PartitionMsg::Batch(batch, Some(Box::new(permit))))
                 .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
         }
         if let Some(id) = coordinator.and_then(Coordinator::take_request) {

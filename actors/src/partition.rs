@@ -11,7 +11,6 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::OwnedSemaphorePermit;
 use weir_state::{RocksStore, Store};
 
 use crate::core::{Counters, DeadLetter, InputBatch, PartitionCheckpoint, PartitionCore};
@@ -33,10 +32,14 @@ pub trait Outlet<K, T>: Send + Sync + 'static {
     fn failed(&self, partition: u32, error: &crate::Error);
 }
 
+/// Held while a batch is in flight and dropped once it is processed: a
+/// batch credit (semaphore permit), a progress marker, or both.
+pub type BatchGuard = Box<dyn Send>;
+
 /// Messages a partition actor handles.
 pub enum PartitionMsg<K, V> {
-    /// Records to process, in order. The permit is released once they are.
-    Batch(InputBatch<K, V>, Option<OwnedSemaphorePermit>),
+    /// Records to process, in order. The guard is dropped once they are.
+    Batch(InputBatch<K, V>, Option<BatchGuard>),
     /// Processing time passed.
     Tick,
     /// Checkpoint barrier `id`: every record before it was sent before it;
@@ -112,9 +115,9 @@ impl<P: Processor> Actor for PartitionActor<P> {
     ) -> Result<(), ActorProcessingErr> {
         let args = &mut state.args;
         let result = match message {
-            PartitionMsg::Batch(batch, permit) => {
+            PartitionMsg::Batch(batch, guard) => {
                 let r = args.core.process_batch(&batch).await;
-                drop(permit);
+                drop(guard);
                 r
             }
             // After Finish, state is written and flushed: nothing may fire.

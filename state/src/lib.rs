@@ -24,7 +24,7 @@ pub mod value;
 pub use codec::KeyCodec;
 pub use env::{MemoryBudget, StateEnv};
 pub use object::ObjectStorage;
-pub use snapshot::{LocalDirStore, Manifest, SnapshotStore};
+pub use snapshot::{LocalDirStore, Manifest, Prefixed, SnapshotStore};
 pub use store::{MemStore, RocksStore, Space, Store};
 
 /// Everything that can go wrong in the state layer.

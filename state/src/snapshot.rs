@@ -44,6 +44,61 @@ pub trait SnapshotStore: Send + Sync + 'static {
     fn delete(&self, key: &str) -> Result<()>;
 }
 
+/// A store seen through a key prefix: every key is read and written under
+/// `prefix` in `inner`, and listed without it. Gives each Kafka partition
+/// its own checkpoint sequence in one shared store.
+pub struct Prefixed {
+    inner: std::sync::Arc<dyn SnapshotStore>,
+    prefix: String,
+}
+
+impl Prefixed {
+    /// `inner` under `prefix` (a `/` is added when missing).
+    pub fn new(inner: std::sync::Arc<dyn SnapshotStore>, prefix: &str) -> Self {
+        let mut prefix = prefix.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Self { inner, prefix }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+impl SnapshotStore for Prefixed {
+    fn describe(&self) -> String {
+        format!("{} (under {})", self.inner.describe(), self.prefix)
+    }
+    fn put_file(&self, key: &str, local: &Path) -> Result<()> {
+        self.inner.put_file(&self.key(key), local)
+    }
+    fn put_bytes(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.inner.put_bytes(&self.key(key), data)
+    }
+    fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get_bytes(&self.key(key))
+    }
+    fn get_file(&self, key: &str, local: &Path) -> Result<()> {
+        self.inner.get_file(&self.key(key), local)
+    }
+    fn size(&self, key: &str) -> Result<Option<u64>> {
+        self.inner.size(&self.key(key))
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .inner
+            .list(&self.key(prefix))?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_string))
+            .collect())
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(&self.key(key))
+    }
+}
+
 /// A file of a partition's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -494,7 +549,12 @@ impl SnapshotStore for LocalDirStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        // Only the folder the prefix names can hold matching keys.
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) => self.root.join(dir),
+            None => self.root.clone(),
+        };
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let rd = match fs::read_dir(&dir) {
                 Ok(rd) => rd,
@@ -666,6 +726,30 @@ mod tests {
             "a live process's upload is left alone"
         );
         assert!(shared.join("c.sst").exists());
+    }
+
+    #[test]
+    fn prefixed_stores_keep_separate_checkpoint_sequences() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root: std::sync::Arc<dyn SnapshotStore> =
+            std::sync::Arc::new(LocalDirStore::new(dir.path()).expect("store"));
+        let a = Prefixed::new(root.clone(), "alerts/p0");
+        let b = Prefixed::new(root.clone(), "alerts/p1/");
+        a.put_bytes(&manifest_key(1), &manifest(1, &[]).encode())
+            .expect("put");
+        a.put_bytes(&manifest_key(2), &manifest(2, &[]).encode())
+            .expect("put");
+        b.put_bytes(&manifest_key(7), &manifest(7, &[]).encode())
+            .expect("put");
+        assert_eq!(list_checkpoints(&a).expect("list"), vec![1, 2]);
+        assert_eq!(list_checkpoints(&b).expect("list"), vec![7]);
+        assert_eq!(
+            root.list("alerts/p1/").expect("list"),
+            vec![format!("alerts/p1/{}", manifest_key(7))]
+        );
+        prune(&a, 1).expect("prune");
+        assert_eq!(list_checkpoints(&a).expect("list"), vec![2]);
+        assert_eq!(list_checkpoints(&b).expect("list"), vec![7], "untouched");
     }
 
     #[test]

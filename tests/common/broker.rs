@@ -6,12 +6,41 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// Starts tansu on `port` with `storage`, under a shell that stops it when
+/// the test process (its parent) is gone or the shell gets SIGTERM.
+fn spawn(tansu: &std::path::Path, port: u16, storage: &str) -> std::process::Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let script = format!(
+        "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine {storage} & \
+         b=$!; trap 'kill $b; wait $b; exit 0' TERM; while kill -0 $PPID 2>/dev/null; do sleep 1; done; kill $b",
+        tansu.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu starts")
+}
+
 /// A running broker.
 pub struct Broker {
     pub port: u16,
     tansu: PathBuf,
     /// The shell that runs the broker and stops it with the test process.
-    _shell: std::process::Child,
+    shell: std::sync::Mutex<std::process::Child>,
+    /// Storage of a broker of its own (restartable).
+    storage: Option<String>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let shell = self.shell.get_mut().expect("shell");
+        let _ = Command::new("kill")
+            .args(["-TERM", &shell.id().to_string()])
+            .status();
+        let _ = shell.wait();
+    }
 }
 
 fn tansu_binary() -> Option<PathBuf> {
@@ -50,26 +79,53 @@ impl Broker {
         }
         let tansu = tansu?;
         let port = super::server::free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        // The shell stops the broker once the test process (its parent) is
-        // gone, however the tests end.
-        let script = format!(
-            "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ & \
-             b=$!; while kill -0 $PPID 2>/dev/null; do sleep 1; done; kill $b",
-            tansu.display()
-        );
-        let shell = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
+        let shell = spawn(&tansu, port, "memory://tansu/");
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         Some(Broker {
             port,
             tansu,
-            _shell: shell,
+            shell: std::sync::Mutex::new(shell),
+            storage: None,
         })
+    }
+
+    /// A broker of its own with durable (sqlite) storage in `dir`, which
+    /// [`restart`](Self::restart) can stop and start again. `None` as for
+    /// [`shared`](Self::shared).
+    pub fn durable(dir: &std::path::Path) -> Option<Broker> {
+        let tansu = tansu_binary();
+        if !super::server::required(
+            tansu.is_some(),
+            "tansu",
+            "cargo install tansu --locked --features dynostore,libsql",
+        ) {
+            return None;
+        }
+        let tansu = tansu?;
+        let port = super::server::free_port();
+        let storage = format!("sqlite://{}", dir.join("tansu.db").display());
+        let shell = spawn(&tansu, port, &storage);
+        super::server::wait_listening(port, "tansu", Duration::from_secs(30));
+        Some(Broker {
+            port,
+            tansu,
+            shell: std::sync::Mutex::new(shell),
+            storage: Some(storage),
+        })
+    }
+
+    /// Stops the broker, waits `down`, starts it again on the same port and
+    /// storage (durable brokers only).
+    pub fn restart(&self, down: Duration) {
+        let storage = self.storage.clone().expect("restart needs a durable broker");
+        let mut shell = self.shell.lock().expect("shell");
+        let _ = Command::new("kill")
+            .args(["-TERM", &shell.id().to_string()])
+            .status();
+        let _ = shell.wait();
+        std::thread::sleep(down);
+        *shell = spawn(&self.tansu, self.port, &storage);
+        super::server::wait_listening(self.port, "tansu", Duration::from_secs(30));
     }
 
     /// `host:port` for Kafka clients.

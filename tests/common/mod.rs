@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod kafka;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,10 +9,13 @@
 //! before the input offsets that produced it are committed (at-least-once
 //! output: a replay after a crash may send a record again).
 //!
-//! The consumer-group source is the next step (see docs/ARCHITECTURE.md).
+//! Records are counted per *epoch*: [`KafkaSink::commit`] starts a new
+//! epoch and waits only for the records of earlier ones, so a commit under
+//! a steady stream of new outputs still ends (a plain producer flush would
+//! wait for the queue to be empty).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -35,23 +38,83 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "weir.source.offset";
 }
 
-/// Counts failed deliveries, which the producer reports on its own thread.
-#[derive(Default)]
+/// Epoch slots: a commit waits for the few epochs before its own, and
+/// every earlier one was drained by an earlier commit.
+const EPOCH_SLOTS: usize = 16;
+
+/// Tracks records in flight per epoch and failed deliveries, which the
+/// producer reports on its own thread.
 struct Deliveries {
+    epoch: AtomicU64,
+    in_flight: [AtomicI64; EPOCH_SLOTS],
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            in_flight: std::array::from_fn(|_| AtomicI64::new(0)),
+            failed: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+}
+
+impl Deliveries {
+    /// Counts a record about to be sent; returns its epoch.
+    fn enter(&self) -> usize {
+        loop {
+            let e = self.epoch.load(Ordering::SeqCst);
+            let slot = &self.in_flight[e as usize % EPOCH_SLOTS];
+            slot.fetch_add(1, Ordering::SeqCst);
+            // A commit that started a new epoch meanwhile may already have
+            // looked at this slot: count the record in the new epoch.
+            if self.epoch.load(Ordering::SeqCst) == e {
+                return e as usize;
+            }
+            slot.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The record of epoch `e` is no longer in flight.
+    fn leave(&self, e: usize) {
+        self.in_flight[e % EPOCH_SLOTS].fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Starts a new epoch and waits until no record of an older one is in
+    /// flight. Returns false on timeout.
+    fn drain(&self, producer: &ThreadedProducer<Self>, timeout: Duration) -> bool {
+        let old = self.epoch.fetch_add(1, Ordering::SeqCst) as usize;
+        let deadline = Instant::now() + timeout;
+        let older = (old + 1).saturating_sub(EPOCH_SLOTS - 1)..=old;
+        loop {
+            if older
+                .clone()
+                .all(|e| self.in_flight[e % EPOCH_SLOTS].load(Ordering::SeqCst) <= 0)
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            producer.poll(Duration::from_millis(1));
+        }
+    }
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
         if let Err((e, _)) = result {
             self.failed.fetch_add(1, Ordering::SeqCst);
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
+        self.leave(epoch);
     }
 }
 
@@ -81,11 +144,27 @@ impl KafkaSink {
     /// A sink producing to `topic` (and dead letters to `dead_letter_topic`)
     /// through `brokers` (`host:port,...`).
     pub fn new(brokers: &str, topic: &str, dead_letter_topic: Option<&str>) -> Result<Self> {
-        let producer = ClientConfig::new()
+        Self::with_config(brokers, topic, dead_letter_topic, &[])
+    }
+
+    /// Like [`new`](Self::new), with further librdkafka properties (applied
+    /// last; properties of other client kinds are ignored).
+    pub fn with_config(
+        brokers: &str,
+        topic: &str,
+        dead_letter_topic: Option<&str>,
+        client: &[(String, String)],
+    ) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", "5");
+        for (k, v) in client {
+            config.set(k, v);
+        }
+        let producer = config
             .create_with_context(Deliveries::default())
             .map_err(|e| Error::Kafka(format!("creating a producer for {brokers}: {e}")))?;
         Ok(Self {
@@ -103,7 +182,7 @@ impl KafkaSink {
 
     /// Sends one output, keyed.
     pub fn send(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.enqueue(BaseRecord::to(&self.topic).key(key).payload(value))
+        self.enqueue(BaseRecord::with_opaque_to(&self.topic, 0).key(key).payload(value))
     }
 
     /// Sends a dead letter, with the error and its source in headers. Without
@@ -135,7 +214,7 @@ impl KafkaSink {
                 value: Some(&offset),
             });
         self.enqueue(
-            BaseRecord::<(), [u8]>::to(topic)
+            BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0)
                 .payload(d.raw)
                 .headers(headers),
         )
@@ -143,8 +222,11 @@ impl KafkaSink {
 
     fn enqueue<K: rdkafka::message::ToBytes + ?Sized>(
         &self,
-        mut record: BaseRecord<'_, K, [u8]>,
+        record: BaseRecord<'_, K, [u8], usize>,
     ) -> Result<()> {
+        let deliveries = self.producer.context();
+        let epoch = deliveries.enter();
+        let mut record = record.delivery_opaque(epoch);
         // A full local queue is backpressure: wait for deliveries, retry.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -157,19 +239,24 @@ impl KafkaSink {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
+                    deliveries.leave(epoch);
                     return Err(Error::Kafka(format!("producing to {}: {e}", self.topic)));
                 }
             }
         }
     }
 
-    /// Waits until every record sent so far is acknowledged. Fails if the
-    /// timeout passes or a record failed since the last commit.
+    /// Waits until every record sent before this call is acknowledged
+    /// (records sent meanwhile are not waited for). Fails if the timeout
+    /// passes or a record failed since the last commit.
     pub fn commit(&self, timeout: Duration) -> Result<()> {
-        self.producer
-            .flush(timeout)
-            .map_err(|e| Error::Kafka(format!("flushing the producer: {e}")))?;
         let ctx = self.producer.context();
+        if !ctx.drain(&self.producer, timeout) {
+            return Err(Error::Kafka(format!(
+                "records to {} were not acknowledged within {timeout:?}",
+                self.topic
+            )));
+        }
         let failed = ctx.failed.load(Ordering::SeqCst);
         let reported = self.reported.swap(failed, Ordering::SeqCst);
         if failed > reported {

@@ -1,0 +1,1242 @@
+//! A consumer-group worker: reads a topic, runs a [`Processor`] per key with
+//! checkpointed state, writes outputs and dead letters to topics.
+//!
+//! ## Threads
+//! One *poll thread* owns the consumer. It polls, decodes each value and
+//! queues the record for its partition; queued records go to the
+//! partition's actor as a batch when the actor has a free batch credit. A
+//! partition whose queue grows past [`KafkaSettings::max_buffered`] is
+//! paused at the broker and resumed once it drains, so a slow partition
+//! never stops polling (no `max.poll.interval.ms` expiry) and memory stays
+//! bounded. Rebalance callbacks run on the poll thread, between polls.
+//! Checkpoint uploads run on an upload thread.
+//!
+//! ## Checkpoints (per partition, no cross-partition alignment)
+//! 1. Every checkpoint interval the poll thread sends barrier `n` to each
+//!    partition with no checkpoint in flight. Its position is the offset of
+//!    the first record not yet handed to the actor.
+//! 2. The actor writes its state, timers and watermark, makes a local
+//!    RocksDB checkpoint and hands it to the upload thread. Every output it
+//!    emitted before the barrier was already given to the producer.
+//! 3. The upload thread waits until the producer has every record given to
+//!    it so far acknowledged ([`KafkaSink::commit`]), uploads the new files
+//!    under `<topic>/p<N>/` in the snapshot store and writes the manifest.
+//! 4. The poll thread then commits the position as the group's offset.
+//!
+//! The checkpoint, not the committed offset, is the truth on restore: the
+//! committed offset is only used when a partition has no checkpoint.
+//!
+//! ## Rebalances
+//! - **Revoke**: queued records of the partition are dropped (the next
+//!   owner reads them again), a final barrier is sent, and the callback
+//!   waits (up to [`KafkaSettings::revoke_deadline`]) for that checkpoint,
+//!   commits its offset and stops the actor. Partitions whose assignment was
+//!   *lost* (this worker was expelled) are dropped without a checkpoint:
+//!   another worker may own them already.
+//! - **Assign**: each new partition is restored from its newest usable
+//!   checkpoint (in parallel, one thread per partition), its actor started,
+//!   and the partition assigned at the checkpoint's offset (no checkpoint:
+//!   the committed offset, else `auto.offset.reset`). With the cooperative
+//!   protocol only moved partitions are touched; the others keep running.
+//!
+//! Outputs are at-least-once: after a crash the records since the last
+//! checkpoint are read again and their outputs produced again.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use ractor::ActorRef;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol,
+};
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use weir_actors::{
+    Clock, DeadLetter, Envelope, InputBatch, Outlet, PartitionCheckpoint, PartitionMsg, Processor,
+    SystemClock,
+};
+use weir_state::{Prefixed, SnapshotStore, StateEnv};
+
+use super::sink::{DeadLetterRecord, KafkaSink};
+use crate::checkpoint::{Ready, restore_newest, upload};
+use crate::job::{
+    CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, lock_state_dir,
+    spawn_partition,
+};
+use crate::{Error, Result};
+
+/// The bytes a processor key is written as in an output record's key.
+pub trait RecordKey {
+    fn record_key(&self) -> Cow<'_, [u8]>;
+}
+
+impl RecordKey for String {
+    fn record_key(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl RecordKey for compact_str::CompactString {
+    fn record_key(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl RecordKey for Vec<u8> {
+    fn record_key(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+macro_rules! big_endian_keys {
+    ($($t:ty),*) => {$(
+        /// Big-endian, as Kafka's integer serializers write it.
+        impl RecordKey for $t {
+            fn record_key(&self) -> Cow<'_, [u8]> {
+                Cow::Owned(self.to_be_bytes().to_vec())
+            }
+        }
+    )*};
+}
+big_endian_keys!(u32, u64, i32, i64);
+
+/// Where a Kafka job reads and writes, and how it behaves in its group.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    pub input_topic: String,
+    pub output_topic: String,
+    /// Records that do not decode or fail permanently. Without one, such a
+    /// record stops the job (dropping it would lose input).
+    pub dead_letter_topic: Option<String>,
+    /// The consumer group shared by the job's workers.
+    pub group: String,
+    /// Static membership (`group.instance.id`) for workers with stable
+    /// names: a restart within the session timeout keeps its partitions.
+    pub instance_id: Option<String>,
+    /// Further librdkafka properties for the consumer and the producer
+    /// (applied last, so they override weir's choices).
+    pub client: Vec<(String, String)>,
+    /// Most time a revoke may spend on final checkpoints.
+    pub revoke_deadline: Duration,
+    /// Most time a checkpoint waits for the producer's acknowledgements.
+    pub delivery_timeout: Duration,
+    /// Most records in one batch to a partition.
+    pub max_batch: usize,
+    /// Records queued for one partition before it is paused.
+    pub max_buffered: usize,
+}
+
+impl KafkaSettings {
+    /// Settings with defaults for everything but the names.
+    pub fn new(brokers: &str, input_topic: &str, output_topic: &str, group: &str) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            input_topic: input_topic.to_string(),
+            output_topic: output_topic.to_string(),
+            dead_letter_topic: None,
+            group: group.to_string(),
+            instance_id: None,
+            client: Vec::new(),
+            revoke_deadline: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(60),
+            max_batch: 2_000,
+            max_buffered: 20_000,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (what, value) in [
+            ("brokers", &self.brokers),
+            ("input topic", &self.input_topic),
+            ("output topic", &self.output_topic),
+            ("group", &self.group),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Error::Config(format!("the Kafka {what} is empty")));
+            }
+        }
+        if self.max_batch == 0 || self.max_buffered == 0 {
+            return Err(Error::Config(
+                "max batch and max buffered must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A partition's consumer lag, as last seen. Offsets are "next to read";
+/// `None` when not known yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    pub partition: i32,
+    /// The partition's high watermark (from the client's statistics).
+    pub high_watermark: Option<i64>,
+    /// The offset committed to the group (after a checkpoint).
+    pub committed: Option<i64>,
+    /// The offset after the last record processed.
+    pub processed: Option<i64>,
+}
+
+impl Lag {
+    /// High watermark minus committed offset.
+    pub fn behind_committed(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.committed?).max(0))
+    }
+
+    /// High watermark minus processed offset.
+    pub fn behind_processed(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.processed?).max(0))
+    }
+}
+
+/// Live progress of one owned partition (`-1`: unknown).
+struct Progress {
+    partition: i32,
+    high_watermark: AtomicI64,
+    committed: AtomicI64,
+    processed: AtomicI64,
+    /// Set once the first batch after assignment was processed.
+    first_done: AtomicBool,
+    /// When this worker started, and whether the partition was restored
+    /// from a checkpoint (for the join-to-first-record figure).
+    joined: Instant,
+    restored: bool,
+}
+
+impl Progress {
+    fn lag(&self) -> Lag {
+        let get = |a: &AtomicI64| Some(a.load(Ordering::Relaxed)).filter(|v| *v >= 0);
+        Lag {
+            partition: self.partition,
+            high_watermark: get(&self.high_watermark),
+            committed: get(&self.committed),
+            processed: get(&self.processed),
+        }
+    }
+}
+
+/// Reads the lag of the partitions a running job owns. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct LagHandle(Arc<Mutex<BTreeMap<i32, Arc<Progress>>>>);
+
+impl LagHandle {
+    /// Every owned partition's lag.
+    pub fn snapshot(&self) -> Vec<Lag> {
+        lock(&self.0).values().map(|p| p.lag()).collect()
+    }
+}
+
+/// Dropped when a batch is processed: frees its credit, records progress.
+struct Processed {
+    progress: Arc<Progress>,
+    offset: i64,
+    _credit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Processed {
+    fn drop(&mut self) {
+        let p = &self.progress;
+        p.processed.fetch_max(self.offset, Ordering::Relaxed);
+        if p.restored && !p.first_done.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                partition = p.partition,
+                since_join_ms = p.joined.elapsed().as_millis() as u64,
+                "first records processed on a restored partition"
+            );
+        }
+    }
+}
+
+/// What a Kafka job did until it stopped.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaReport {
+    /// Records read.
+    pub records: u64,
+    /// Records that did not decode (dead-lettered).
+    pub decode_errors: u64,
+    /// Partition checkpoints completed.
+    pub checkpoints: u64,
+    /// Partition checkpoints that failed.
+    pub checkpoint_failures: u64,
+    /// Partitions assigned over the run (a partition assigned twice counts
+    /// twice).
+    pub assigned: u64,
+    /// Of those, restored from a checkpoint.
+    pub restored: u64,
+    pub elapsed: Duration,
+}
+
+/// A partition checkpoint's outcome, from the upload thread.
+struct Done {
+    partition: i32,
+    id: u64,
+    position: i64,
+    result: std::result::Result<(), String>,
+    /// The producer lost records: the job must stop and replay.
+    fatal: bool,
+}
+
+/// Outputs and dead letters to Kafka; checkpoints to the upload thread.
+struct KafkaOutlet {
+    sink: Arc<KafkaSink>,
+    input_topic: String,
+    uploads: Mutex<Option<mpsc::Sender<PartitionCheckpoint>>>,
+    failure: Mutex<Option<String>>,
+    failed: AtomicBool,
+}
+
+impl KafkaOutlet {
+    fn fail(&self, message: String) {
+        tracing::error!(%message, "worker failing");
+        lock(&self.failure).get_or_insert(message);
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn failure(&self) -> Option<String> {
+        if self.failed.load(Ordering::SeqCst) {
+            lock(&self.failure).clone()
+        } else {
+            None
+        }
+    }
+
+    fn send_dead_letters(&self, items: &[DeadLetter]) {
+        for d in items {
+            let record = DeadLetterRecord {
+                raw: &d.raw,
+                error: &d.reason,
+                source_topic: &self.input_topic,
+                source_partition: d.partition.map_or(-1, |p| p as i32),
+                source_offset: d.position.map_or(-1, |o| o as i64),
+            };
+            if let Err(e) = self.sink.send_dead_letter(&record) {
+                self.fail(format!("dead letter not sent: {e}"));
+            }
+        }
+    }
+}
+
+impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> for KafkaOutlet {
+    fn outputs(&self, partition: u32, items: Vec<(K, T)>) {
+        let mut value = Vec::with_capacity(256);
+        for (key, out) in items {
+            value.clear();
+            if let Err(e) = serde_json::to_writer(&mut value, &out) {
+                self.fail(format!("partition {partition}: output not encoded: {e}"));
+                return;
+            }
+            if let Err(e) = self.sink.send(&key.record_key(), &value) {
+                self.fail(format!("partition {partition}: {e}"));
+                return;
+            }
+        }
+    }
+
+    fn dead_letters(&self, _partition: u32, items: Vec<DeadLetter>) {
+        self.send_dead_letters(&items);
+    }
+
+    fn barrier(&self, _partition: u32, _id: u64) {}
+
+    fn checkpointed(&self, checkpoint: PartitionCheckpoint) {
+        if let Some(tx) = lock(&self.uploads).as_ref() {
+            let _ = tx.send(checkpoint);
+        }
+    }
+
+    fn failed(&self, partition: u32, error: &weir_actors::Error) {
+        self.fail(format!("partition {partition} failed: {error}"));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The snapshot store of one partition of `topic`.
+fn partition_store(root: &Arc<dyn SnapshotStore>, topic: &str, partition: i32) -> Prefixed {
+    Prefixed::new(Arc::clone(root), &format!("{topic}/p{partition}"))
+}
+
+/// The upload thread: acknowledgements, files, manifest, then report.
+fn upload_loop(
+    rx: mpsc::Receiver<PartitionCheckpoint>,
+    done: mpsc::Sender<Done>,
+    sink: Arc<KafkaSink>,
+    root: Arc<dyn SnapshotStore>,
+    topic: String,
+    retain: usize,
+    delivery_timeout: Duration,
+) {
+    let mut known = std::collections::HashMap::new();
+    for cp in rx {
+        let partition = cp.partition as i32;
+        let (id, position) = (cp.id, cp.position as i64);
+        let span = tracing::info_span!("checkpoint", partition, checkpoint = id);
+        let _enter = span.enter();
+        let started = Instant::now();
+        let dir = cp.dir.clone();
+        let (result, fatal) = match sink.commit(delivery_timeout) {
+            Err(e) => (Err(e.to_string()), true),
+            Ok(()) => {
+                let ready = Ready {
+                    id,
+                    parts: vec![cp],
+                    sinks: BTreeMap::new(),
+                    started,
+                };
+                let store = partition_store(&root, &topic, partition);
+                let r = upload(&store, &ready, &mut known, retain.max(1));
+                (r.map(|_| ()).map_err(|e| e.to_string()), false)
+            }
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = done.send(Done {
+            partition,
+            id,
+            position,
+            result,
+            fatal,
+        });
+    }
+}
+
+/// One partition this worker owns.
+struct Owned<K, V> {
+    actor: ActorRef<PartitionMsg<K, V>>,
+    handle: tokio::task::JoinHandle<()>,
+    credits: Arc<Semaphore>,
+    progress: Arc<Progress>,
+    /// Next offset expected from the consumer (`None`: not known yet).
+    next_offset: Option<i64>,
+    /// Records read but not yet handed to the actor, and their bytes.
+    records: Vec<Envelope<K, V>>,
+    data: Vec<u8>,
+    paused: bool,
+    next_checkpoint: u64,
+    in_flight: Option<u64>,
+}
+
+impl<K, V> Owned<K, V> {
+    /// The offset a barrier sent now stands for: the first record not yet
+    /// handed to the actor.
+    fn barrier_position(&self) -> Option<i64> {
+        match self.records.first() {
+            Some(r) => Some(r.position as i64),
+            None => self.next_offset,
+        }
+    }
+}
+
+/// Everything the poll thread and its rebalance callbacks share.
+struct Worker<P: Processor> {
+    settings: Settings,
+    kafka: KafkaSettings,
+    env: StateEnv,
+    processor: Arc<P>,
+    clock: Arc<dyn Clock>,
+    decoder: Arc<dyn Decode<P::Key, P::In>>,
+    outlet: Arc<KafkaOutlet>,
+    store: Arc<dyn SnapshotStore>,
+    start_empty: bool,
+    local_dir: PathBuf,
+    runtime: tokio::runtime::Handle,
+    owned: BTreeMap<i32, Owned<P::Key, P::In>>,
+    lag: LagHandle,
+    done: mpsc::Receiver<Done>,
+    /// Completed checkpoints' offsets not committed yet.
+    to_commit: BTreeMap<i32, i64>,
+    joined: Instant,
+    fatal: Option<String>,
+    report: KafkaReport,
+}
+
+impl<P: Processor> Worker<P>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    fn tpl(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.kafka.input_topic, p);
+        }
+        tpl
+    }
+
+    /// Queues one consumed record for its partition.
+    fn route(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
+        let Some(o) = self.owned.get_mut(&partition) else {
+            return;
+        };
+        // Already seen (a paused partition's fetch may be delivered again).
+        if o.next_offset.is_some_and(|next| offset < next) {
+            return;
+        }
+        o.next_offset = Some(offset + 1);
+        self.report.records += 1;
+        let reason = match payload {
+            None => "record has no value".to_string(),
+            Some(bytes) => match self.decoder.decode(bytes) {
+                Ok(d) => {
+                    let start = o.data.len();
+                    o.data.extend_from_slice(bytes);
+                    o.records.push(Envelope {
+                        key: d.key,
+                        timestamp: d.timestamp,
+                        value: d.value,
+                        position: offset as u64,
+                        raw: start..o.data.len(),
+                    });
+                    return;
+                }
+                Err(reason) => reason,
+            },
+        };
+        self.report.decode_errors += 1;
+        self.outlet.send_dead_letters(&[DeadLetter {
+            partition: Some(partition as u32),
+            position: Some(offset as u64),
+            raw: payload.unwrap_or_default().to_vec(),
+            reason,
+        }]);
+    }
+
+    /// Hands queued records to actors with a free credit; pauses partitions
+    /// that queue too much and resumes those that drained.
+    fn flush(&mut self, consumer: &BaseConsumer<GroupContext<P>>) {
+        let mut pause = Vec::new();
+        let mut resume = Vec::new();
+        for (&p, o) in self.owned.iter_mut() {
+            while !o.records.is_empty() {
+                let Ok(credit) = Arc::clone(&o.credits).try_acquire_owned() else {
+                    break;
+                };
+                let n = o.records.len().min(self.kafka.max_batch);
+                let records: Vec<_> = o.records.drain(..n).collect();
+                let end = records.last().map_or(0, |r| r.raw.end);
+                let data: Arc<[u8]> = Arc::from(&o.data[..end]);
+                o.data.drain(..end);
+                for r in &mut o.records {
+                    r.raw = r.raw.start - end..r.raw.end - end;
+                }
+                let guard = Processed {
+                    progress: Arc::clone(&o.progress),
+                    offset: records.last().map_or(0, |r| r.position as i64 + 1),
+                    _credit: credit,
+                };
+                let batch = InputBatch { data, records };
+                if let Err(e) = o
+                    .actor
+                    .cast(PartitionMsg::Batch(batch, Some(Box::new(guard))))
+                {
+                    self.fatal
+                        .get_or_insert(format!("partition {p} is gone: {e}"));
+                    break;
+                }
+            }
+            if o.records.len() >= self.kafka.max_buffered && !o.paused {
+                o.paused = true;
+                pause.push(p);
+            } else if o.records.is_empty() && o.paused {
+                o.paused = false;
+                resume.push(p);
+            }
+        }
+        if !pause.is_empty()
+            && let Err(e) = consumer.pause(&self.tpl(pause))
+        {
+            tracing::warn!(error = %e, "pausing partitions failed");
+        }
+        if !resume.is_empty()
+            && let Err(e) = consumer.resume(&self.tpl(resume))
+        {
+            tracing::warn!(error = %e, "resuming partitions failed");
+        }
+    }
+
+    /// Sends a barrier to each partition without one in flight.
+    fn checkpoint_all(&mut self) {
+        let ps: Vec<i32> = self.owned.keys().copied().collect();
+        for p in ps {
+            if self.owned[&p].in_flight.is_none() {
+                self.barrier(p);
+            }
+        }
+    }
+
+    /// Sends the next barrier to partition `p`; returns its id.
+    fn barrier(&mut self, p: i32) -> Option<u64> {
+        let o = self.owned.get_mut(&p)?;
+        // Nothing read yet and nothing restored: nothing to checkpoint.
+        let position = o.barrier_position()?;
+        let id = o.next_checkpoint;
+        o.next_checkpoint += 1;
+        o.in_flight = Some(id);
+        if let Err(e) = o.actor.cast(PartitionMsg::Barrier {
+            id,
+            position: position as u64,
+        }) {
+            self.fatal
+                .get_or_insert(format!("partition {p} is gone: {e}"));
+            return None;
+        }
+        Some(id)
+    }
+
+    /// Takes in one checkpoint outcome.
+    fn on_done(&mut self, d: Done) {
+        if let Some(o) = self.owned.get_mut(&d.partition)
+            && o.in_flight == Some(d.id)
+        {
+            o.in_flight = None;
+        }
+        match d.result {
+            Ok(()) => {
+                self.report.checkpoints += 1;
+                tracing::info!(
+                    partition = d.partition,
+                    checkpoint = d.id,
+                    position = d.position,
+                    "checkpoint complete"
+                );
+                if self.owned.contains_key(&d.partition) {
+                    self.to_commit.insert(d.partition, d.position);
+                }
+            }
+            Err(e) => {
+                self.report.checkpoint_failures += 1;
+                tracing::warn!(partition = d.partition, checkpoint = d.id, error = %e, "checkpoint failed");
+                if d.fatal {
+                    self.fatal.get_or_insert(format!(
+                        "partition {} checkpoint {}: {e}",
+                        d.partition, d.id
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Commits the offsets of completed checkpoints.
+    fn commit(&mut self, consumer: &BaseConsumer<GroupContext<P>>, mode: CommitMode) {
+        if self.to_commit.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &offset) in &self.to_commit {
+            if tpl
+                .add_partition_offset(&self.kafka.input_topic, p, Offset::Offset(offset))
+                .is_err()
+            {
+                continue;
+            }
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                let progress = lock(&self.lag.0);
+                for (p, offset) in std::mem::take(&mut self.to_commit) {
+                    if let Some(pr) = progress.get(&p) {
+                        pr.committed.fetch_max(offset, Ordering::Relaxed);
+                    }
+                }
+            }
+            // The checkpoint holds the position; a later commit catches up.
+            Err(e) => tracing::warn!(error = %e, "committing offsets failed"),
+        }
+    }
+
+    /// Final checkpoints for `partitions` (unless `lost`), offsets
+    /// committed, actors stopped.
+    fn revoke(&mut self, consumer: &BaseConsumer<GroupContext<P>>, partitions: &[i32], lost: bool) {
+        let deadline = Instant::now() + self.kafka.revoke_deadline;
+        let mut waiting = BTreeMap::new();
+        for &p in partitions {
+            let Some(o) = self.owned.get_mut(&p) else {
+                continue;
+            };
+            o.records.clear();
+            o.data.clear();
+            if lost || self.fatal.is_some() {
+                continue;
+            }
+            if let Some(id) = self.barrier(p) {
+                waiting.insert(p, id);
+            }
+        }
+        while !waiting.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(d) => {
+                    if waiting.get(&d.partition) == Some(&d.id) {
+                        waiting.remove(&d.partition);
+                    }
+                    self.on_done(d);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        partitions = ?waiting.keys().collect::<Vec<_>>(),
+                        "final checkpoints not complete within the revoke deadline; the next owner replays from an earlier one"
+                    );
+                    break;
+                }
+            }
+        }
+        if !lost {
+            self.commit(consumer, CommitMode::Sync);
+        }
+        for &p in partitions {
+            let Some(o) = self.owned.remove(&p) else {
+                continue;
+            };
+            self.to_commit.remove(&p);
+            lock(&self.lag.0).remove(&p);
+            o.actor.stop(None);
+            let _ = self.runtime.block_on(o.handle);
+            tracing::info!(partition = p, lost, "partition released");
+        }
+    }
+
+    /// Restores `partitions` (in parallel), starts their actors and returns
+    /// the offsets to start from (`None`: the group's committed offset).
+    fn assign(&mut self, partitions: &[i32]) -> BTreeMap<i32, Option<i64>> {
+        let started = Instant::now();
+        let restored: Vec<(i32, Result<crate::checkpoint::Recovery>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = partitions
+                .iter()
+                .map(|&p| {
+                    let store = partition_store(&self.store, &self.kafka.input_topic, p);
+                    let env = &self.env;
+                    let start_empty = self.start_empty;
+                    (
+                        p,
+                        s.spawn(move || restore_newest(&store, env, &[p as u32], start_empty)),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(p, h)| {
+                    let r = h
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::Failed("restore thread panicked".into())));
+                    (p, r)
+                })
+                .collect()
+        });
+        let mut offsets = BTreeMap::new();
+        for (p, r) in restored {
+            let recovery = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fatal
+                        .get_or_insert(format!("restoring partition {p}: {e}"));
+                    continue;
+                }
+            };
+            let position = recovery
+                .manifest
+                .as_ref()
+                .and_then(|m| m.partitions.first())
+                .map(|s| s.position as i64);
+            let spawned = self.runtime.block_on(spawn_partition(
+                &self.processor,
+                &self.env,
+                &self.settings,
+                p as u32,
+                &self.clock,
+                self.outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
+                &self.local_dir,
+            ));
+            let (actor, handle) = match spawned {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fatal
+                        .get_or_insert(format!("starting partition {p}: {e}"));
+                    continue;
+                }
+            };
+            let progress = Arc::new(Progress {
+                partition: p,
+                high_watermark: AtomicI64::new(-1),
+                committed: AtomicI64::new(-1),
+                processed: AtomicI64::new(position.unwrap_or(-1)),
+                first_done: AtomicBool::new(false),
+                joined: self.joined,
+                restored: position.is_some(),
+            });
+            lock(&self.lag.0).insert(p, Arc::clone(&progress));
+            self.report.assigned += 1;
+            if position.is_some() {
+                self.report.restored += 1;
+            }
+            tracing::info!(
+                partition = p,
+                checkpoint = recovery.checkpoint_id(),
+                position = position.unwrap_or(-1),
+                bytes = recovery.bytes,
+                restore_ms = started.elapsed().as_millis() as u64,
+                "partition assigned"
+            );
+            self.owned.insert(
+                p,
+                Owned {
+                    actor,
+                    handle,
+                    credits: Arc::new(Semaphore::new(self.settings.batch_credits)),
+                    progress,
+                    next_offset: position,
+                    records: Vec::new(),
+                    data: Vec::new(),
+                    paused: false,
+                    next_checkpoint: recovery.highest + 1,
+                    in_flight: None,
+                },
+            );
+            offsets.insert(p, position);
+        }
+        offsets
+    }
+}
+
+/// The consumer's context: rebalance callbacks and statistics.
+struct GroupContext<P: Processor> {
+    worker: Mutex<Option<Worker<P>>>,
+    topic: String,
+    lag: LagHandle,
+}
+
+impl<P: Processor> ClientContext for GroupContext<P>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
+            return;
+        };
+        let Some(parts) = v
+            .get("topics")
+            .and_then(|t| t.get(&self.topic))
+            .and_then(|t| t.get("partitions"))
+            .and_then(|p| p.as_object())
+        else {
+            return;
+        };
+        let progress = lock(&self.lag.0);
+        for (p, stats) in parts {
+            let (Ok(p), Some(hi)) = (
+                p.parse::<i32>(),
+                stats.get("hi_offset").and_then(|h| h.as_i64()),
+            ) else {
+                continue;
+            };
+            if let Some(pr) = progress.get(&p)
+                && hi >= 0
+            {
+                pr.high_watermark.store(hi, Ordering::Relaxed);
+            }
+        }
+        drop(progress);
+        for lag in self.lag.snapshot() {
+            tracing::debug!(
+                partition = lag.partition,
+                high_watermark = lag.high_watermark,
+                behind_committed = lag.behind_committed(),
+                behind_processed = lag.behind_processed(),
+                "consumer lag"
+            );
+        }
+    }
+}
+
+impl<P: Processor> ConsumerContext for GroupContext<P>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let mut guard = lock(&self.worker);
+        let Some(w) = guard.as_mut() else {
+            // The worker has stopped (its partitions are released): only
+            // let the consumer finish leaving.
+            let r = match (err, cooperative) {
+                (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => {
+                    consumer.incremental_assign(tpl)
+                }
+                (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, false) => {
+                    consumer.assign(tpl)
+                }
+                (_, true) => consumer.incremental_unassign(tpl),
+                (_, false) => consumer.unassign(),
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "rebalance while leaving");
+            }
+            return;
+        };
+        let mine: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let span = tracing::info_span!("rebalance", ?err, partitions = ?mine);
+        let _enter = span.enter();
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                for (p, offset) in w.assign(&mine) {
+                    if let Some(offset) = offset
+                        && let Err(e) =
+                            tpl.set_partition_offset(&self.topic, p, Offset::Offset(offset))
+                    {
+                        w.fatal
+                            .get_or_insert(format!("partition {p}: offset {offset}: {e}"));
+                    }
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                w.revoke(consumer, &mine, lost);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed; releasing every partition");
+                let all: Vec<i32> = w.owned.keys().copied().collect();
+                w.revoke(consumer, &all, true);
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            w.fatal.get_or_insert(format!("applying a rebalance: {e}"));
+        }
+    }
+}
+
+/// A job over a Kafka topic, run by one worker of a consumer group. Build
+/// it with [`KafkaJob::new`] and the setters, then
+/// [`run_until`](KafkaJob::run_until).
+pub struct KafkaJob<P: Processor> {
+    processor: P,
+    settings: Settings,
+    kafka: Option<KafkaSettings>,
+    decoder: Option<Arc<dyn Decode<P::Key, P::In>>>,
+    clock: Arc<dyn Clock>,
+    trigger: CheckpointTrigger,
+    lag: LagHandle,
+}
+
+impl<P: Processor> KafkaJob<P>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    /// A job running `processor` with default settings.
+    pub fn new(processor: P) -> Self {
+        Self {
+            processor,
+            settings: Settings::default(),
+            kafka: None,
+            decoder: None,
+            clock: Arc::new(SystemClock),
+            trigger: CheckpointTrigger::default(),
+            lag: LagHandle::default(),
+        }
+    }
+
+    /// Replaces the job settings (`partitions` is taken from the topic;
+    /// checkpoints are required).
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Where to read and write.
+    pub fn kafka(mut self, kafka: KafkaSettings) -> Self {
+        self.kafka = Some(kafka);
+        self
+    }
+
+    /// Decodes each record value with `decoder`.
+    pub fn decoder(mut self, decoder: impl Decode<P::Key, P::In>) -> Self {
+        self.decoder = Some(Arc::new(decoder));
+        self
+    }
+
+    /// Uses `clock` for processing time.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A handle that requests checkpoints of every owned partition now.
+    pub fn checkpoint_trigger(&self) -> CheckpointTrigger {
+        self.trigger.clone()
+    }
+
+    /// A handle that reads the consumer lag while the job runs.
+    pub fn lag_handle(&self) -> LagHandle {
+        self.lag.clone()
+    }
+
+    /// Runs until `shutdown` completes (or the job fails): then takes a
+    /// final checkpoint of every owned partition, commits their offsets and
+    /// leaves the group.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<KafkaReport> {
+        let started = Instant::now();
+        let kafka = self
+            .kafka
+            .ok_or_else(|| Error::Config("the job has no Kafka settings".into()))?;
+        kafka.validate()?;
+        let decoder = self
+            .decoder
+            .ok_or_else(|| Error::Config("the job has no decoder".into()))?;
+        let mut settings = self.settings;
+        let checkpoints = settings.checkpoints.clone().ok_or_else(|| {
+            Error::Config("a Kafka job needs a checkpoint store (its state must follow its partitions)".into())
+        })?;
+        let interval = checkpoints.interval;
+
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", &kafka.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("statistics.interval.ms", "1000");
+        if let Some(id) = &kafka.instance_id {
+            config.set("group.instance.id", id);
+        }
+        for (k, v) in &kafka.client {
+            config.set(k, v);
+        }
+        let sink = Arc::new(KafkaSink::with_config(
+            &kafka.brokers,
+            &kafka.output_topic,
+            kafka.dead_letter_topic.as_deref(),
+            &kafka.client,
+        )?);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                shutdown.await;
+                tracing::info!("shutdown requested: final checkpoints, then leaving the group");
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let processor = Arc::new(self.processor);
+        let clock = self.clock;
+        let trigger = self.trigger;
+        let lag = self.lag;
+        let result = tokio::task::spawn_blocking(move || -> Result<KafkaReport> {
+            let consumer: BaseConsumer<GroupContext<P>> = config
+                .create_with_context(GroupContext {
+                    worker: Mutex::new(None),
+                    topic: kafka.input_topic.clone(),
+                    lag: lag.clone(),
+                })
+                .map_err(|e| Error::Kafka(format!("creating a consumer for {}: {e}", kafka.brokers)))?;
+            let metadata = consumer
+                .fetch_metadata(Some(&kafka.input_topic), Duration::from_secs(30))
+                .map_err(|e| Error::Kafka(format!("reading metadata of {}: {e}", kafka.input_topic)))?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == kafka.input_topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if partitions == 0 {
+                return Err(Error::Config(format!(
+                    "input topic {} does not exist on {} (or has no partitions)",
+                    kafka.input_topic, kafka.brokers
+                )));
+            }
+            settings.partitions = partitions as u32;
+            settings.validate()?;
+            let env = StateEnv::new(&settings.state_dir, settings.memory)?;
+            let _lock = lock_state_dir(&settings)?;
+            check_layout(&settings, &format!("kafka:{}", kafka.input_topic))?;
+            let local_dir = clear_local_checkpoints(&settings)?;
+
+            let (uploads_tx, uploads_rx) = mpsc::channel();
+            let (done_tx, done_rx) = mpsc::channel();
+            let outlet = Arc::new(KafkaOutlet {
+                sink: Arc::clone(&sink),
+                input_topic: kafka.input_topic.clone(),
+                uploads: Mutex::new(Some(uploads_tx)),
+                failure: Mutex::new(None),
+                failed: AtomicBool::new(false),
+            });
+            let uploader = {
+                let sink = Arc::clone(&sink);
+                let root = Arc::clone(&checkpoints.store);
+                let topic = kafka.input_topic.clone();
+                let retain = checkpoints.retain;
+                let timeout = kafka.delivery_timeout;
+                std::thread::Builder::new()
+                    .name("weir-upload".into())
+                    .spawn(move || upload_loop(uploads_rx, done_tx, sink, root, topic, retain, timeout))
+                    .map_err(|e| Error::Io {
+                        what: "starting the upload thread".into(),
+                        source: e,
+                    })?
+            };
+            *lock(&consumer.context().worker) = Some(Worker {
+                settings: settings.clone(),
+                kafka: kafka.clone(),
+                env,
+                processor,
+                clock,
+                decoder,
+                outlet: Arc::clone(&outlet),
+                store: Arc::clone(&checkpoints.store),
+                start_empty: checkpoints.start_empty,
+                local_dir,
+                runtime,
+                owned: BTreeMap::new(),
+                lag,
+                done: done_rx,
+                to_commit: BTreeMap::new(),
+                joined: started,
+                fatal: None,
+                report: KafkaReport::default(),
+            });
+            consumer
+                .subscribe(&[&kafka.input_topic])
+                .map_err(|e| Error::Kafka(format!("subscribing to {}: {e}", kafka.input_topic)))?;
+            tracing::info!(topic = %kafka.input_topic, group = %kafka.group, partitions, "joined the group");
+
+            let outcome = poll_loop(&consumer, &stop, interval, &trigger);
+            // Final checkpoints of everything still owned, then leave.
+            let report = {
+                let mut guard = lock(&consumer.context().worker);
+                let w = guard.as_mut().expect("worker set above");
+                if outcome.is_ok() && w.fatal.is_none() {
+                    let all: Vec<i32> = w.owned.keys().copied().collect();
+                    w.revoke(&consumer, &all, false);
+                } else {
+                    let all: Vec<i32> = w.owned.keys().copied().collect();
+                    w.revoke(&consumer, &all, true);
+                }
+                let fatal = w.fatal.clone();
+                let report = w.report.clone();
+                *guard = None;
+                (report, fatal)
+            };
+            consumer.unsubscribe();
+            drop(consumer);
+            lock(&outlet.uploads).take();
+            let _ = uploader.join();
+            outcome?;
+            if let Some(f) = report.1.or_else(|| outlet.failure()) {
+                return Err(Error::Failed(f));
+            }
+            Ok(report.0)
+        })
+        .await
+        .map_err(|e| Error::Actor(format!("poll thread failed: {e}")))?;
+        watcher.abort();
+        let mut report = result?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
+
+/// Polls until stopped or failed; routes records, hands batches to actors,
+/// drives checkpoints and commits.
+fn poll_loop<P: Processor>(
+    consumer: &BaseConsumer<GroupContext<P>>,
+    stop: &AtomicBool,
+    interval: Option<Duration>,
+    trigger: &CheckpointTrigger,
+) -> Result<()>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    let ctx = consumer.context();
+    let mut next_checkpoint = interval.map(|i| Instant::now() + i);
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let busy = {
+            let mut guard = lock(&ctx.worker);
+            let w = guard.as_mut().expect("worker set");
+            while let Ok(d) = w.done.try_recv() {
+                w.on_done(d);
+            }
+            if let Some(f) = w.fatal.clone().or_else(|| w.outlet.failure()) {
+                return Err(Error::Failed(f));
+            }
+            w.commit(consumer, CommitMode::Async);
+            w.flush(consumer);
+            let due = next_checkpoint.is_some_and(|t| Instant::now() >= t);
+            let asked = trigger.0.notified().now_or_never().is_some();
+            if due || asked {
+                w.checkpoint_all();
+                next_checkpoint = interval.map(|i| Instant::now() + i);
+            }
+            w.owned.values().any(|o| !o.records.is_empty())
+        };
+        let mut timeout = if busy {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        // A burst of records, then back to the housekeeping above.
+        for _ in 0..5_000 {
+            let Some(polled) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            match polled {
+                Ok(msg) => {
+                    let mut guard = lock(&ctx.worker);
+                    if let Some(w) = guard.as_mut() {
+                        w.route(msg.partition(), msg.offset(), msg.payload());
+                    }
+                }
+                Err(e) => {
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        tracing::warn!(error = %e, "consumer error (retrying)");
+                        last_warning = Some(Instant::now());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Kafka-mode test support: producing the data set keyed by `src`, running
+//! `cef_alerts` workers, reading alerts and dead letters back, and reading
+//! what the workers logged about their partitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::broker::Broker;
+use super::{Reference, START, example_bin};
+
+/// The `src` of a CEF line, if it has one.
+pub fn src_of(line: &[u8]) -> Option<&[u8]> {
+    let at = line.windows(5).position(|w| w == b" src=")? + 5;
+    let rest = &line[at..];
+    let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The data set's lines (line ends removed, blank lines skipped).
+pub fn lines(text: &[u8]) -> Vec<&[u8]> {
+    text.split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `lines` to `topic` keyed by their `src` (lines without one are
+/// unkeyed), at most `per_sec` per second when given.
+pub fn produce(broker: &Broker, topic: &str, lines: &[&[u8]], per_sec: Option<u64>) {
+    let p = producer(broker);
+    let started = Instant::now();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(rate) = per_sec
+            && i as u64 % 1000 == 0
+        {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(*line);
+        if let Some(src) = src_of(line) {
+            record = record.key(src);
+        }
+        let mut record = record;
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("input produced");
+}
+
+/// One event far in the future into each partition: every window before it
+/// closes (the marker's own window never alerts).
+pub fn produce_end_markers(broker: &Broker, topic: &str, partitions: i32) {
+    let p = producer(broker);
+    for partition in 0..partitions {
+        let line = format!(
+            "CEF:0|Test|Suite|1|300|End|1|src=end-marker-{partition} rt={}",
+            START + 30 * 86_400_000
+        );
+        let key = format!("end-marker-{partition}");
+        p.send(
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(&key)
+                .payload(&line),
+        )
+        .map_err(|(e, _)| e)
+        .expect("marker queued");
+    }
+    p.flush(Duration::from_secs(60)).expect("markers produced");
+}
+
+/// A record read back: key, value, headers.
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+fn consumer(broker: &Broker, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+/// Reads `topic` until `done` says so (checked as records arrive) or
+/// `limit` passes; then drains for `settle` more.
+pub fn read_until(
+    broker: &Broker,
+    topic: &str,
+    limit: Duration,
+    settle: Duration,
+    mut done: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
+    let c = consumer(broker, topic);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + limit;
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if settle_until.is_some_and(|t| now >= t) || (settle_until.is_none() && now >= deadline) {
+            return out;
+        }
+        if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
+            let mut headers = BTreeMap::new();
+            if let Some(h) = msg.headers() {
+                for header in h.iter() {
+                    let value = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).to_string())
+                        .unwrap_or_default();
+                    headers.insert(header.key.to_string(), value);
+                }
+            }
+            out.push(Record {
+                key: msg.key().map(<[u8]>::to_vec),
+                value: msg.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+        if settle_until.is_none() && done(&out) {
+            settle_until = Some(Instant::now() + settle);
+        }
+    }
+}
+
+/// An alert record as the reference writes it; panics on a malformed one
+/// or one whose key is not its `src`.
+pub fn alert_of(r: &Record) -> (String, i64, u32, u32, i64) {
+    let v: serde_json::Value = serde_json::from_slice(&r.value).expect("alert is JSON");
+    let src = v["src"].as_str().expect("src").to_string();
+    assert_eq!(
+        r.key.as_deref(),
+        Some(src.as_bytes()),
+        "an alert's key is its src"
+    );
+    (
+        src,
+        v["window_start"].as_i64().expect("window_start"),
+        v["failed"].as_u64().expect("failed") as u32,
+        v["events"].as_u64().expect("events") as u32,
+        v["last_seen"].as_i64().expect("last_seen"),
+    )
+}
+
+/// Reads alerts from `topic` until every reference alert is there (or
+/// `limit` passes), then a little longer for extras. Returns them all,
+/// duplicates included.
+pub fn read_alerts(
+    broker: &Broker,
+    topic: &str,
+    reference: &Reference,
+    limit: Duration,
+) -> Vec<(String, i64, u32, u32, i64)> {
+    let mut seen = BTreeSet::new();
+    let mut looked = 0;
+    let records = read_until(broker, topic, limit, Duration::from_secs(3), |rs| {
+        seen.extend(rs[looked..].iter().map(alert_of));
+        looked = rs.len();
+        reference.is_subset(&seen)
+    });
+    records.iter().map(alert_of).collect()
+}
+
+/// A `cef_alerts` worker process in Kafka mode, logging to a file.
+pub struct Worker {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+/// The topics and store a group of workers share.
+pub struct Group<'a> {
+    pub broker: &'a Broker,
+    pub dir: &'a Path,
+    pub input: String,
+    pub output: String,
+    pub dlq: String,
+    pub group: String,
+}
+
+impl Group<'_> {
+    /// Starts worker `name` with its own state directory.
+    pub fn start(&self, name: &str, extra: &[&str]) -> Worker {
+        let log = self.dir.join(format!("{name}.log"));
+        let store = self.dir.join("store");
+        let state = self.dir.join(format!("{name}-state"));
+        let mut args: Vec<String> = [
+            "--brokers",
+            &self.broker.bootstrap(),
+            "--input-topic",
+            &self.input,
+            "--output-topic",
+            &self.output,
+            "--dlq-topic",
+            &self.dlq,
+            "--group",
+            &self.group,
+            "--checkpoint-store",
+            store.to_str().expect("utf-8"),
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "500",
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(example_bin())
+            .args(&args)
+            .env("RUST_LOG", "weir=info,warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("worker starts");
+        Worker {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+}
+
+impl Worker {
+    /// Sends `signal` (e.g. "KILL", "TERM") and waits for the exit.
+    pub fn signal(&mut self, signal: &str) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit after SIG{signal}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `(partition, checkpoint)` of each "partition assigned" line
+    /// (checkpoint 0: started without one).
+    pub fn assignments(&self) -> Vec<(u32, u64)> {
+        self.events("partition assigned")
+    }
+
+    /// `(partition, checkpoint)` of each completed checkpoint.
+    pub fn checkpoints(&self) -> Vec<(u32, u64)> {
+        self.events("checkpoint complete")
+    }
+
+    fn events(&self, message: &str) -> Vec<(u32, u64)> {
+        let text = self.log_text();
+        text.lines()
+            .filter_map(|line| {
+                let (_, fields) = line.split_once(message)?;
+                let field = |name: &str| -> Option<u64> {
+                    fields
+                        .split_whitespace()
+                        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+                        .parse()
+                        .ok()
+                };
+                Some((field("partition")? as u32, field("checkpoint")?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,238 @@
+//! `cef_alerts` in Kafka mode against a real broker (tansu): one worker,
+//! workers joining and leaving under load (SIGKILL and SIGTERM), and a
+//! broker restart. Alerts read back from the output topic are compared, as
+//! a set, with the independent reference of `common::data_set`; duplicates
+//! (replays after a crash or a move) are allowed, anything missing or extra
+//! is not.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::broker::Broker;
+use common::kafka::{
+    Group, Worker, lines, produce, produce_end_markers, read_alerts, read_until,
+};
+use common::{DataSet, data_set};
+
+const PARTITIONS: i32 = 4;
+
+fn topics(broker: &Broker, name: &str) -> (String, String, String) {
+    let input = format!("{name}-in");
+    let output = format!("{name}-out");
+    let dlq = format!("{name}-dlq");
+    broker.create_topic(&input, PARTITIONS as u32);
+    broker.create_topic(&output, 2);
+    broker.create_topic(&dlq, 1);
+    (input, output, dlq)
+}
+
+fn group<'a>(broker: &'a Broker, dir: &'a std::path::Path, name: &str) -> Group<'a> {
+    let (input, output, dlq) = topics(broker, name);
+    Group {
+        broker,
+        dir,
+        input,
+        output,
+        dlq,
+        group: format!("{name}-group"),
+    }
+}
+
+/// Every reference alert arrived, and nothing else did.
+fn assert_alerts_match(got: &[(String, i64, u32, u32, i64)], data: &DataSet, logs: &[&Worker]) {
+    assert!(data.reference.len() > 100, "the data set has alerts to find");
+    eprintln!(
+        "alerts read: {} ({} distinct), reference: {}",
+        got.len(),
+        got.iter().collect::<BTreeSet<_>>().len(),
+        data.reference.len()
+    );
+    let unique: BTreeSet<_> = got.iter().cloned().collect();
+    let missing: Vec<_> = data.reference.difference(&unique).take(5).collect();
+    let extra: Vec<_> = unique.difference(&data.reference).take(5).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        for w in logs {
+            eprintln!("--- {} ---\n{}", w.name, w.log_text());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} reference alerts missing, e.g. {missing:?}",
+        data.reference.difference(&unique).count(),
+        data.reference.len()
+    );
+    assert!(extra.is_empty(), "alerts not in the reference: {extra:?}");
+}
+
+#[test]
+fn one_worker_matches_the_reference_and_dead_letters_poison_records() {
+    let Some(broker) = Broker::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = group(broker, dir.path(), "one");
+    // 200,000 events, one malformed line in 1,000 (poison records).
+    let data = data_set(200_000, 2_000, 41, 1_000);
+    assert!(data.malformed > 100);
+    produce(broker, &g.input, &lines(&data.text), None);
+    produce_end_markers(broker, &g.input, PARTITIONS);
+
+    let mut worker = g.start("w1", &[]);
+    let got = read_alerts(
+        broker,
+        &g.output,
+        &data.reference,
+        Duration::from_secs(240),
+    );
+    assert_alerts_match(&got, &data, &[&worker]);
+    assert_eq!(
+        got.len(),
+        BTreeSet::from_iter(got.iter()).len(),
+        "one worker, no crash: no alert twice"
+    );
+
+    // Poison records: each in the dead-letter topic once, with headers
+    // naming the error and where it came from.
+    let dead = read_until(
+        broker,
+        &g.dlq,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |rs| rs.len() >= data.malformed,
+    );
+    assert_eq!(dead.len(), data.malformed, "each poison record dead-lettered once");
+    // Well-formed lines all come from "Test\\|Co"; malformed ones never.
+    let input: BTreeSet<&[u8]> = lines(&data.text).into_iter().collect();
+    let well_formed = |v: &[u8]| v.windows(9).any(|w| w == b"Test\\|Co|");
+    let mut places = BTreeSet::new();
+    for d in &dead {
+        assert!(
+            !d.headers["weir.error"].is_empty(),
+            "error header: {:?}",
+            d.headers
+        );
+        assert_eq!(d.headers["weir.source.topic"], g.input);
+        let partition: i32 = d.headers["weir.source.partition"].parse().expect("partition");
+        let offset: i64 = d.headers["weir.source.offset"].parse().expect("offset");
+        assert!((0..PARTITIONS).contains(&partition) && offset >= 0);
+        places.insert((partition, offset));
+        assert!(
+            input.contains(d.value.as_slice()) && !well_formed(&d.value),
+            "a dead letter is a malformed input line: {}",
+            String::from_utf8_lossy(&d.value)
+        );
+    }
+    assert_eq!(places.len(), dead.len(), "distinct source offsets");
+
+    let status = worker.signal("TERM");
+    assert!(status.success(), "SIGTERM exits 0:\n{}", worker.log_text());
+    let log = worker.log_text();
+    assert!(
+        log.contains("records=") && log.contains("stopped=true"),
+        "summary line:\n{log}"
+    );
+}
+
+#[test]
+fn workers_join_and_leave_under_load_and_state_follows_partitions() {
+    let Some(broker) = Broker::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = group(broker, dir.path(), "scale");
+    let data = data_set(200_000, 2_000, 42, 0);
+    let all = lines(&data.text);
+    let owned: Vec<Vec<u8>> = all.iter().map(|l| l.to_vec()).collect();
+
+    // Input flows for about 30 s while workers come and go.
+    let feeder = {
+        let input = g.input.clone();
+        std::thread::spawn(move || {
+            let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            produce(Broker::shared().expect("broker"), &input, &refs, Some(7_000));
+        })
+    };
+    let pause = |s| std::thread::sleep(Duration::from_secs(s));
+    let mut a = g.start("a", &[]);
+    pause(6);
+    let mut b = g.start("b", &[]);
+    pause(6);
+    let c = g.start("c", &[]);
+    pause(6);
+    let killed = a.signal("KILL");
+    assert!(!killed.success());
+    pause(8);
+    let status = b.signal("TERM");
+    assert!(status.success(), "SIGTERM exits 0:\n{}", b.log_text());
+    feeder.join().expect("feeder");
+    produce_end_markers(broker, &g.input, PARTITIONS);
+
+    let got = read_alerts(
+        broker,
+        &g.output,
+        &data.reference,
+        Duration::from_secs(240),
+    );
+    let mut c = c;
+    assert_alerts_match(&got, &data, &[&a, &b, &c]);
+    let status = c.signal("TERM");
+    assert!(status.success(), "SIGTERM exits 0:\n{}", c.log_text());
+
+    // Each partition was owned by more than one worker, and a later owner
+    // restored a checkpoint an earlier owner wrote.
+    let workers = [&a, &b, &c];
+    let mut owners: BTreeMap<u32, BTreeSet<&str>> = BTreeMap::new();
+    let mut written: BTreeMap<(u32, u64), &str> = BTreeMap::new();
+    for w in workers {
+        for (p, _) in w.assignments() {
+            owners.entry(p).or_default().insert(&w.name);
+        }
+        for (p, id) in w.checkpoints() {
+            written.insert((p, id), &w.name);
+        }
+    }
+    for p in 0..PARTITIONS as u32 {
+        let names = owners.get(&p).cloned().unwrap_or_default();
+        assert!(names.len() > 1, "partition {p} owned only by {names:?}");
+        let moved = workers.iter().any(|w| {
+            w.assignments().iter().any(|&(q, id)| {
+                q == p && id > 0 && written.get(&(p, id)).is_some_and(|by| *by != w.name)
+            })
+        });
+        assert!(
+            moved,
+            "partition {p}: no owner restored a checkpoint written by another worker"
+        );
+    }
+}
+
+#[test]
+fn workers_reconnect_after_a_broker_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = Broker::durable(dir.path()) else {
+        return;
+    };
+    let g = group(&broker, dir.path(), "restart");
+    // sqlite storage is slower: a smaller data set.
+    let data = data_set(30_000, 500, 43, 0);
+    let all = lines(&data.text);
+    let half = all.len() / 2;
+    produce(&broker, &g.input, &all[..half], None);
+    let worker = g.start("w", &[]);
+    std::thread::sleep(Duration::from_secs(8));
+    broker.restart(Duration::from_secs(3));
+    produce(&broker, &g.input, &all[half..], None);
+    produce_end_markers(&broker, &g.input, PARTITIONS);
+    let got = read_alerts(
+        &broker,
+        &g.output,
+        &data.reference,
+        Duration::from_secs(240),
+    );
+    assert_alerts_match(&got, &data, &[&worker]);
+    let mut worker = worker;
+    let status = worker.signal("TERM");
+    assert!(status.success(), "SIGTERM exits 0:\n{}", worker.log_text());
+}
