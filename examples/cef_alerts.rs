@@ -49,9 +49,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use weir::cef::GeneratorConfig;
 use weir::kafka::{KafkaJob, KafkaReport, KafkaSettings};
 use weir::{
-    CheckpointSettings, CheckpointTrigger, Clock, Context, DeadLetterFile, Decoded, GeneratorSource, Job, JsonLines,
-    LineSource, MemoryBudget, ProcessError, Processor, Report, Settings, SystemClock, TimeDomain,
-    Timer, open_store,
+    CheckpointSettings, CheckpointTrigger, Clock, Context, DeadLetterFile, Decoded,
+    GeneratorSource, Job, JsonLines, LineSource, MemoryBudget, ProcessError, Processor, Report,
+    Settings, SystemClock, TimeDomain, Timer, open_store,
 };
 
 /// One decoded event, as much as the detector needs.
@@ -350,7 +350,9 @@ async fn run_kafka(args: Args) -> anyhow::Result<KafkaReport> {
         let (k, v) = option
             .split_once('=')
             .with_context(|| format!("--kafka-option {option}: expected KEY=VALUE"))?;
-        kafka.client.push((k.trim().to_string(), v.trim().to_string()));
+        kafka
+            .client
+            .push((k.trim().to_string(), v.trim().to_string()));
     }
     let job = KafkaJob::new(processor)
         .settings(settings)

@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::broker::Broker;
-use common::kafka::{
-    Group, Worker, lines, produce, produce_end_markers, read_alerts, read_until,
-};
+use common::kafka::{Group, Worker, lines, produce, produce_end_markers, read_alerts, read_until};
 use common::{DataSet, data_set};
 
 const PARTITIONS: i32 = 4;
@@ -42,7 +40,7 @@ fn group<'a>(broker: &'a Broker, dir: &'a std::path::Path, name: &str) -> Group<
 
 /// Every reference alert arrived, and nothing else did.
 fn assert_alerts_match(got: &[(String, i64, u32, u32, i64)], data: &DataSet, logs: &[&Worker]) {
-    assert!(data.reference.len() > 100, "the data set has alerts to find");
+    assert!(data.reference.len() > 20, "the data set has alerts to find");
     eprintln!(
         "alerts read: {} ({} distinct), reference: {}",
         got.len(),
@@ -80,12 +78,7 @@ fn one_worker_matches_the_reference_and_dead_letters_poison_records() {
     produce_end_markers(broker, &g.input, PARTITIONS);
 
     let mut worker = g.start("w1", &[]);
-    let got = read_alerts(
-        broker,
-        &g.output,
-        &data.reference,
-        Duration::from_secs(240),
-    );
+    let got = read_alerts(broker, &g.output, &data.reference, Duration::from_secs(240));
     assert_alerts_match(&got, &data, &[&worker]);
     assert_eq!(
         got.len(),
@@ -102,7 +95,11 @@ fn one_worker_matches_the_reference_and_dead_letters_poison_records() {
         Duration::from_secs(1),
         |rs| rs.len() >= data.malformed,
     );
-    assert_eq!(dead.len(), data.malformed, "each poison record dead-lettered once");
+    assert_eq!(
+        dead.len(),
+        data.malformed,
+        "each poison record dead-lettered once"
+    );
     // Well-formed lines all come from "Test\\|Co"; malformed ones never.
     let input: BTreeSet<&[u8]> = lines(&data.text).into_iter().collect();
     let well_formed = |v: &[u8]| v.windows(9).any(|w| w == b"Test\\|Co|");
@@ -114,7 +111,9 @@ fn one_worker_matches_the_reference_and_dead_letters_poison_records() {
             d.headers
         );
         assert_eq!(d.headers["weir.source.topic"], g.input);
-        let partition: i32 = d.headers["weir.source.partition"].parse().expect("partition");
+        let partition: i32 = d.headers["weir.source.partition"]
+            .parse()
+            .expect("partition");
         let offset: i64 = d.headers["weir.source.offset"].parse().expect("offset");
         assert!((0..PARTITIONS).contains(&partition) && offset >= 0);
         places.insert((partition, offset));
@@ -151,7 +150,12 @@ fn workers_join_and_leave_under_load_and_state_follows_partitions() {
         let input = g.input.clone();
         std::thread::spawn(move || {
             let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-            produce(Broker::shared().expect("broker"), &input, &refs, Some(7_000));
+            produce(
+                Broker::shared().expect("broker"),
+                &input,
+                &refs,
+                Some(7_000),
+            );
         })
     };
     let pause = |s| std::thread::sleep(Duration::from_secs(s));
@@ -169,12 +173,7 @@ fn workers_join_and_leave_under_load_and_state_follows_partitions() {
     feeder.join().expect("feeder");
     produce_end_markers(broker, &g.input, PARTITIONS);
 
-    let got = read_alerts(
-        broker,
-        &g.output,
-        &data.reference,
-        Duration::from_secs(240),
-    );
+    let got = read_alerts(broker, &g.output, &data.reference, Duration::from_secs(240));
     let mut c = c;
     assert_alerts_match(&got, &data, &[&a, &b, &c]);
     let status = c.signal("TERM");
@@ -192,6 +191,9 @@ fn workers_join_and_leave_under_load_and_state_follows_partitions() {
         for (p, id) in w.checkpoints() {
             written.insert((p, id), &w.name);
         }
+    }
+    for w in workers {
+        eprintln!("{}: assigned {:?}", w.name, w.assignments());
     }
     for p in 0..PARTITIONS as u32 {
         let names = owners.get(&p).cloned().unwrap_or_default();

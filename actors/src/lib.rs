@@ -56,7 +56,9 @@ pub use context::Context;
 pub use core::{
     CoreConfig, Counters, DeadLetter, Envelope, InputBatch, PartitionCheckpoint, PartitionCore,
 };
-pub use partition::{BatchGuard, Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState};
+pub use partition::{
+    BatchGuard, Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState,
+};
 pub use processor::{Key, ProcessError, Processor, TimeDomain, Timer, TimerName};
 pub use testing::TestDriver;
 

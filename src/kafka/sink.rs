@@ -182,7 +182,11 @@ impl KafkaSink {
 
     /// Sends one output, keyed.
     pub fn send(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.enqueue(BaseRecord::with_opaque_to(&self.topic, 0).key(key).payload(value))
+        self.enqueue(
+            BaseRecord::with_opaque_to(&self.topic, 0)
+                .key(key)
+                .payload(value),
+        )
     }
 
     /// Sends a dead letter, with the error and its source in headers. Without

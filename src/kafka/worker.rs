@@ -52,9 +52,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use ractor::ActorRef;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -871,7 +869,10 @@ where
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let mut guard = lock(&self.worker);
         let Some(w) = guard.as_mut() else {
             // The worker has stopped (its partitions are released): only
@@ -1020,7 +1021,10 @@ where
             .ok_or_else(|| Error::Config("the job has no decoder".into()))?;
         let mut settings = self.settings;
         let checkpoints = settings.checkpoints.clone().ok_or_else(|| {
-            Error::Config("a Kafka job needs a checkpoint store (its state must follow its partitions)".into())
+            Error::Config(
+                "a Kafka job needs a checkpoint store (its state must follow its partitions)"
+                    .into(),
+            )
         })?;
         let interval = checkpoints.interval;
 

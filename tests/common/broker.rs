@@ -8,7 +8,12 @@ use std::time::Duration;
 
 /// Starts tansu on `port` with `storage`, under a shell that stops it when
 /// the test process (its parent) is gone or the shell gets SIGTERM.
-fn spawn(tansu: &std::path::Path, port: u16, storage: &str) -> std::process::Child {
+fn spawn(
+    tansu: &std::path::Path,
+    port: u16,
+    storage: &str,
+    cwd: &std::path::Path,
+) -> std::process::Child {
     let url = format!("tcp://127.0.0.1:{port}");
     let script = format!(
         "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine {storage} & \
@@ -17,6 +22,7 @@ fn spawn(tansu: &std::path::Path, port: u16, storage: &str) -> std::process::Chi
     );
     Command::new("sh")
         .args(["-c", &script])
+        .current_dir(cwd)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -30,7 +36,7 @@ pub struct Broker {
     /// The shell that runs the broker and stops it with the test process.
     shell: std::sync::Mutex<std::process::Child>,
     /// Storage of a broker of its own (restartable).
-    storage: Option<String>,
+    storage: Option<(String, PathBuf)>,
 }
 
 impl Drop for Broker {
@@ -79,7 +85,7 @@ impl Broker {
         }
         let tansu = tansu?;
         let port = super::server::free_port();
-        let shell = spawn(&tansu, port, "memory://tansu/");
+        let shell = spawn(&tansu, port, "memory://tansu/", &std::env::temp_dir());
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         Some(Broker {
             port,
@@ -103,28 +109,32 @@ impl Broker {
         }
         let tansu = tansu?;
         let port = super::server::free_port();
-        let storage = format!("sqlite://{}", dir.join("tansu.db").display());
-        let shell = spawn(&tansu, port, &storage);
+        // tansu reads a sqlite path relative to its working directory.
+        let storage = "sqlite://tansu.db".to_string();
+        let shell = spawn(&tansu, port, &storage, dir);
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         Some(Broker {
             port,
             tansu,
             shell: std::sync::Mutex::new(shell),
-            storage: Some(storage),
+            storage: Some((storage, dir.to_path_buf())),
         })
     }
 
     /// Stops the broker, waits `down`, starts it again on the same port and
     /// storage (durable brokers only).
     pub fn restart(&self, down: Duration) {
-        let storage = self.storage.clone().expect("restart needs a durable broker");
+        let (storage, dir) = self
+            .storage
+            .clone()
+            .expect("restart needs a durable broker");
         let mut shell = self.shell.lock().expect("shell");
         let _ = Command::new("kill")
             .args(["-TERM", &shell.id().to_string()])
             .status();
         let _ = shell.wait();
         std::thread::sleep(down);
-        *shell = spawn(&self.tansu, self.port, &storage);
+        *shell = spawn(&self.tansu, self.port, &storage, &dir);
         super::server::wait_listening(self.port, "tansu", Duration::from_secs(30));
     }
 
