@@ -49,7 +49,7 @@ pub fn produce(broker: &Broker, topic: &str, lines: &[&[u8]], per_sec: Option<u6
     let started = Instant::now();
     for (i, line) in lines.iter().enumerate() {
         if let Some(rate) = per_sec
-            && i as u64 % 1000 == 0
+            && (i as u64).is_multiple_of(1000)
         {
             let due = Duration::from_secs_f64(i as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
