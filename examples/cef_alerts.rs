@@ -26,6 +26,7 @@
 //!            --group G --checkpoint-store URL --state-dir DIR
 //!            [--dlq-topic T] [--window-secs 60] [--threshold 5]
 //!            [--group-instance-id ID] [--kafka-option KEY=VALUE ...]
+//!            [--consumer-option KEY=VALUE ...] [--producer-option KEY=VALUE ...]
 //! ```
 //!
 //! The input must be keyed (partitioned) by `src`, as Kafka's default
@@ -225,9 +226,17 @@ struct Args {
     #[arg(long, requires = "brokers")]
     group_instance_id: Option<String>,
     /// Kafka mode: a librdkafka property for the consumer and producer
-    /// (repeatable), e.g. session.timeout.ms=10000.
+    /// (repeatable), e.g. security.protocol=ssl.
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", requires = "brokers")]
     kafka_options: Vec<String>,
+    /// Kafka mode: a librdkafka property for the consumer only
+    /// (repeatable), e.g. session.timeout.ms=10000.
+    #[arg(long = "consumer-option", value_name = "KEY=VALUE", requires = "brokers")]
+    consumer_options: Vec<String>,
+    /// Kafka mode: a librdkafka property for the producer only
+    /// (repeatable), e.g. compression.type=lz4.
+    #[arg(long = "producer-option", value_name = "KEY=VALUE", requires = "brokers")]
+    producer_options: Vec<String>,
     /// Kafka mode: most time a revoke spends on final checkpoints, ms.
     #[arg(long, default_value_t = 30_000)]
     revoke_deadline_ms: u64,
@@ -242,6 +251,11 @@ struct Args {
     threshold: u32,
     #[arg(long, default_value_t = 5_000)]
     max_out_of_orderness_ms: u64,
+    /// A partition without records this long follows processing time with
+    /// its watermark, so windows close when input stops (0: never; then only
+    /// later records, or the end of a file, close them).
+    #[arg(long, default_value_t = 10_000)]
+    idle_watermark_ms: u64,
     /// Most key actors live at once (all partitions together).
     #[arg(long, default_value_t = 100_000)]
     live_actor_cap: usize,
@@ -382,6 +396,8 @@ fn settings(args: &Args, store_url: &str) -> anyhow::Result<Settings> {
         },
         live_actor_cap: args.live_actor_cap,
         max_out_of_orderness: Duration::from_millis(args.max_out_of_orderness_ms),
+        idle_watermark: (args.idle_watermark_ms > 0)
+            .then(|| Duration::from_millis(args.idle_watermark_ms)),
         checkpoints: Some(CheckpointSettings {
             store: open_store(store_url)?,
             interval: (args.checkpoint_interval_ms > 0)

@@ -38,6 +38,23 @@ fn group<'a>(broker: &'a Broker, dir: &'a std::path::Path, name: &str) -> Group<
     }
 }
 
+/// Nothing was dead-lettered (the data set has no malformed lines): a late
+/// record would be, and would make alerts differ.
+fn assert_no_dead_letters(g: &Group<'_>) {
+    let dead = read_until(
+        g.broker,
+        &g.dlq,
+        Duration::from_secs(5),
+        Duration::ZERO,
+        |_| false,
+    );
+    let reasons: BTreeSet<&str> = dead
+        .iter()
+        .map(|d| d.headers.get("weir.error").map_or("?", String::as_str))
+        .collect();
+    assert!(dead.is_empty(), "{} dead letters: {reasons:?}", dead.len());
+}
+
 /// Every reference alert arrived, and nothing else did.
 fn assert_alerts_match(got: &[(String, i64, u32, u32, i64)], data: &DataSet, logs: &[&Worker]) {
     assert!(data.reference.len() > 20, "the data set has alerts to find");
@@ -175,6 +192,7 @@ fn workers_join_and_leave_under_load_and_state_follows_partitions() {
 
     let got = read_alerts(broker, &g.output, &data.reference, Duration::from_secs(240));
     let mut c = c;
+    assert_no_dead_letters(&g);
     assert_alerts_match(&got, &data, &[&a, &b, &c]);
     let status = c.signal("TERM");
     assert!(status.success(), "SIGTERM exits 0:\n{}", c.log_text());
@@ -233,6 +251,7 @@ fn workers_reconnect_after_a_broker_restart() {
         &data.reference,
         Duration::from_secs(240),
     );
+    assert_no_dead_letters(&g);
     assert_alerts_match(&got, &data, &[&worker]);
     let mut worker = worker;
     let status = worker.signal("TERM");

@@ -6,7 +6,8 @@
 #
 # PORT defaults to 9092. STORAGE defaults to memory://tansu/ (fast; its
 # ListOffsets for the latest offset is wrong, so nothing here relies on it);
-# use sqlite://PATH for a broker that survives a restart (about ten times
+# use sqlite://FILE (relative to the working directory: tansu joins even a
+# leading / to it) for a broker that survives a restart (about ten times
 # slower). Runs in the foreground: stop it with Ctrl-C.
 set -euo pipefail
 port="${1:-9092}"

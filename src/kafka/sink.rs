@@ -43,7 +43,8 @@ pub mod headers {
 const EPOCH_SLOTS: usize = 16;
 
 /// Tracks records in flight per epoch and failed deliveries, which the
-/// producer reports on its own thread.
+/// producer reports on its own thread. A failure is sticky: once a record
+/// was lost, every later commit fails, so no checkpoint can ever cover it.
 struct Deliveries {
     epoch: AtomicU64,
     in_flight: [AtomicI64; EPOCH_SLOTS],
@@ -83,6 +84,12 @@ impl Deliveries {
         self.in_flight[e % EPOCH_SLOTS].fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// A record was lost: every later commit fails.
+    fn lost(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
     /// Starts a new epoch and waits until no record of an older one is in
     /// flight. Returns false on timeout.
     fn drain(&self, producer: &ThreadedProducer<Self>, timeout: Duration) -> bool {
@@ -111,11 +118,26 @@ impl ProducerContext for Deliveries {
 
     fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
         if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            self.lost(e.to_string());
         }
         self.leave(epoch);
     }
+}
+
+/// Sets properties the guarantees rest on, refusing a different value set
+/// by the user (an idempotent producer, manual offset commits, ...).
+pub(crate) fn reserve(config: &mut ClientConfig, reserved: &[(&str, &str)]) -> Result<()> {
+    for (key, value) in reserved {
+        if let Some(theirs) = config.get(key)
+            && theirs != *value
+        {
+            return Err(Error::Config(format!(
+                "Kafka property {key}={theirs} is not allowed: weir needs {key}={value}"
+            )));
+        }
+        config.set(*key, *value);
+    }
+    Ok(())
 }
 
 /// A record that could not be processed, as sent to the dead-letter topic.
@@ -136,8 +158,6 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     topic: String,
     dead_letter_topic: Option<String>,
-    /// Failures already reported by `commit`.
-    reported: AtomicU64,
 }
 
 impl KafkaSink {
@@ -156,14 +176,18 @@ impl KafkaSink {
         client: &[(String, String)],
     ) -> Result<Self> {
         let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5");
+        config.set("linger.ms", "5");
         for (k, v) in client {
             config.set(k, v);
         }
+        reserve(
+            &mut config,
+            &[
+                ("bootstrap.servers", brokers),
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+            ],
+        )?;
         let producer = config
             .create_with_context(Deliveries::default())
             .map_err(|e| Error::Kafka(format!("creating a producer for {brokers}: {e}")))?;
@@ -171,7 +195,6 @@ impl KafkaSink {
             producer,
             topic: topic.to_string(),
             dead_letter_topic: dead_letter_topic.map(str::to_string),
-            reported: AtomicU64::new(0),
         })
     }
 
@@ -231,8 +254,9 @@ impl KafkaSink {
         let deliveries = self.producer.context();
         let epoch = deliveries.enter();
         let mut record = record.delivery_opaque(epoch);
-        // A full local queue is backpressure: wait for deliveries, retry.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // A full local queue is backpressure: wait for deliveries, retry
+        // for as long as librdkafka itself would try to deliver a record.
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -244,7 +268,9 @@ impl KafkaSink {
                 }
                 Err((e, _)) => {
                     deliveries.leave(epoch);
-                    return Err(Error::Kafka(format!("producing to {}: {e}", self.topic)));
+                    let why = format!("producing to {}: {e}", self.topic);
+                    deliveries.lost(why.clone());
+                    return Err(Error::Kafka(why));
                 }
             }
         }
@@ -252,29 +278,33 @@ impl KafkaSink {
 
     /// Waits until every record sent before this call is acknowledged
     /// (records sent meanwhile are not waited for). Fails if the timeout
-    /// passes or a record failed since the last commit.
+    /// passes or any record was ever lost: failures are sticky, so a
+    /// checkpoint can never complete past a lost output.
     pub fn commit(&self, timeout: Duration) -> Result<()> {
         let ctx = self.producer.context();
         if !ctx.drain(&self.producer, timeout) {
-            return Err(Error::Kafka(format!(
+            // Records of that epoch may still be in flight when a later
+            // commit looks: that one must not pass either.
+            ctx.lost(format!(
                 "records to {} were not acknowledged within {timeout:?}",
                 self.topic
-            )));
+            ));
         }
+        self.failure().map_or(Ok(()), |why| Err(Error::Kafka(why)))
+    }
+
+    /// Why records were lost, if any ever were.
+    pub fn failure(&self) -> Option<String> {
+        let ctx = self.producer.context();
         let failed = ctx.failed.load(Ordering::SeqCst);
-        let reported = self.reported.swap(failed, Ordering::SeqCst);
-        if failed > reported {
+        (failed > 0).then(|| {
             let why = ctx
                 .last_error
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            return Err(Error::Kafka(format!(
-                "{} records were not delivered: {}",
-                failed - reported,
-                why.unwrap_or_default()
-            )));
-        }
-        Ok(())
+                .clone()
+                .unwrap_or_default();
+            format!("{failed} records were not delivered: {why}")
+        })
     }
 }

@@ -45,7 +45,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ use weir_actors::{
 };
 use weir_state::{Prefixed, SnapshotStore, StateEnv};
 
-use super::sink::{DeadLetterRecord, KafkaSink};
+use super::sink::{DeadLetterRecord, KafkaSink, reserve};
 use crate::checkpoint::{Ready, restore_newest, upload};
 use crate::job::{
     CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, lock_state_dir,
@@ -122,9 +122,14 @@ pub struct KafkaSettings {
     /// Static membership (`group.instance.id`) for workers with stable
     /// names: a restart within the session timeout keeps its partitions.
     pub instance_id: Option<String>,
-    /// Further librdkafka properties for the consumer and the producer
-    /// (applied last, so they override weir's choices).
+    /// Further librdkafka properties for the consumer and the producer.
+    /// Properties the guarantees rest on (manual offset commits, an
+    /// idempotent producer with `acks=all`) cannot be changed.
     pub client: Vec<(String, String)>,
+    /// Further properties for the consumer only.
+    pub consumer: Vec<(String, String)>,
+    /// Further properties for the producer only.
+    pub producer: Vec<(String, String)>,
     /// Most time a revoke may spend on final checkpoints.
     pub revoke_deadline: Duration,
     /// Most time a checkpoint waits for the producer's acknowledgements.
@@ -146,8 +151,10 @@ impl KafkaSettings {
             group: group.to_string(),
             instance_id: None,
             client: Vec::new(),
+            consumer: Vec::new(),
+            producer: Vec::new(),
             revoke_deadline: Duration::from_secs(30),
-            delivery_timeout: Duration::from_secs(60),
+            delivery_timeout: Duration::from_secs(300),
             max_batch: 2_000,
             max_buffered: 20_000,
         }
@@ -210,6 +217,8 @@ struct Progress {
     /// from a checkpoint (for the join-to-first-record figure).
     joined: Instant,
     restored: bool,
+    /// The worker's earliest join-to-first-record time, ms.
+    first_restored_ms: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -224,14 +233,31 @@ impl Progress {
     }
 }
 
-/// Reads the lag of the partitions a running job owns. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct LagHandle(Arc<Mutex<BTreeMap<i32, Arc<Progress>>>>);
+/// Reads the progress of a running job: the lag of the partitions it owns.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct LagHandle(Arc<Mutex<BTreeMap<i32, Arc<Progress>>>>, Arc<AtomicU64>);
+
+impl Default for LagHandle {
+    fn default() -> Self {
+        Self(Arc::default(), Arc::new(AtomicU64::new(u64::MAX)))
+    }
+}
 
 impl LagHandle {
     /// Every owned partition's lag.
     pub fn snapshot(&self) -> Vec<Lag> {
         lock(&self.0).values().map(|p| p.lag()).collect()
+    }
+
+    /// Time from the worker's start to the first record it processed on a
+    /// partition restored from a checkpoint (a partition that moved to it),
+    /// once there was one.
+    pub fn first_record_on_restored_partition(&self) -> Option<Duration> {
+        match self.1.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 }
 
@@ -247,9 +273,11 @@ impl Drop for Processed {
         let p = &self.progress;
         p.processed.fetch_max(self.offset, Ordering::Relaxed);
         if p.restored && !p.first_done.swap(true, Ordering::Relaxed) {
+            let ms = p.joined.elapsed().as_millis() as u64;
+            p.first_restored_ms.fetch_min(ms, Ordering::Relaxed);
             tracing::info!(
                 partition = p.partition,
-                since_join_ms = p.joined.elapsed().as_millis() as u64,
+                since_join_ms = ms,
                 "first records processed on a restored partition"
             );
         }
@@ -278,6 +306,8 @@ pub struct KafkaReport {
 /// A partition checkpoint's outcome, from the upload thread.
 struct Done {
     partition: i32,
+    /// The assignment the checkpoint belongs to.
+    generation: u64,
     id: u64,
     position: i64,
     result: std::result::Result<(), String>,
@@ -289,7 +319,7 @@ struct Done {
 struct KafkaOutlet {
     sink: Arc<KafkaSink>,
     input_topic: String,
-    uploads: Mutex<Option<mpsc::Sender<PartitionCheckpoint>>>,
+    uploads: Mutex<Option<mpsc::Sender<(u64, PartitionCheckpoint)>>>,
     failure: Mutex<Option<String>>,
     failed: AtomicBool,
 }
@@ -301,11 +331,13 @@ impl KafkaOutlet {
         self.failed.store(true, Ordering::SeqCst);
     }
 
+    /// Why outputs may have been lost, if they may: then no checkpoint
+    /// may complete any more.
     fn failure(&self) -> Option<String> {
         if self.failed.load(Ordering::SeqCst) {
             lock(&self.failure).clone()
         } else {
-            None
+            self.sink.failure()
         }
     }
 
@@ -325,36 +357,46 @@ impl KafkaOutlet {
     }
 }
 
-impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> for KafkaOutlet {
+/// The outlet of one assignment of one partition: its checkpoints are
+/// tagged with the assignment, so those of an assignment that ended are
+/// never uploaded.
+struct Assigned {
+    shared: Arc<KafkaOutlet>,
+    generation: u64,
+}
+
+impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> for Assigned {
     fn outputs(&self, partition: u32, items: Vec<(K, T)>) {
+        let shared = &self.shared;
         let mut value = Vec::with_capacity(256);
         for (key, out) in items {
             value.clear();
             if let Err(e) = serde_json::to_writer(&mut value, &out) {
-                self.fail(format!("partition {partition}: output not encoded: {e}"));
+                shared.fail(format!("partition {partition}: output not encoded: {e}"));
                 return;
             }
-            if let Err(e) = self.sink.send(&key.record_key(), &value) {
-                self.fail(format!("partition {partition}: {e}"));
+            if let Err(e) = shared.sink.send(&key.record_key(), &value) {
+                shared.fail(format!("partition {partition}: {e}"));
                 return;
             }
         }
     }
 
     fn dead_letters(&self, _partition: u32, items: Vec<DeadLetter>) {
-        self.send_dead_letters(&items);
+        self.shared.send_dead_letters(&items);
     }
 
     fn barrier(&self, _partition: u32, _id: u64) {}
 
     fn checkpointed(&self, checkpoint: PartitionCheckpoint) {
-        if let Some(tx) = lock(&self.uploads).as_ref() {
-            let _ = tx.send(checkpoint);
+        if let Some(tx) = lock(&self.shared.uploads).as_ref() {
+            let _ = tx.send((self.generation, checkpoint));
         }
     }
 
     fn failed(&self, partition: u32, error: &weir_actors::Error) {
-        self.fail(format!("partition {partition} failed: {error}"));
+        self.shared
+            .fail(format!("partition {partition} failed: {error}"));
     }
 }
 
@@ -367,41 +409,61 @@ fn partition_store(root: &Arc<dyn SnapshotStore>, topic: &str, partition: i32) -
     Prefixed::new(Arc::clone(root), &format!("{topic}/p{partition}"))
 }
 
-/// The upload thread: acknowledgements, files, manifest, then report.
+/// Which assignment of each partition is current (partition ->
+/// generation); shared by the poll thread and the upload thread.
+type Live = Arc<Mutex<BTreeMap<i32, u64>>>;
+
+/// The upload thread: acknowledgements, files, manifest, then report. A
+/// checkpoint of an assignment that ended, or taken after outputs may have
+/// been lost, is not written.
 fn upload_loop(
-    rx: mpsc::Receiver<PartitionCheckpoint>,
+    rx: mpsc::Receiver<(u64, PartitionCheckpoint)>,
     done: mpsc::Sender<Done>,
-    sink: Arc<KafkaSink>,
+    outlet: Arc<KafkaOutlet>,
+    live: Live,
     root: Arc<dyn SnapshotStore>,
     topic: String,
     retain: usize,
     delivery_timeout: Duration,
 ) {
+    // Checksums of files already uploaded, per partition and assignment: a
+    // partition restored anew may reuse file names for other content.
     let mut known = std::collections::HashMap::new();
-    for cp in rx {
+    let mut known_generation: BTreeMap<i32, u64> = BTreeMap::new();
+    for (generation, cp) in rx {
         let partition = cp.partition as i32;
         let (id, position) = (cp.id, cp.position as i64);
         let span = tracing::info_span!("checkpoint", partition, checkpoint = id);
         let _enter = span.enter();
         let started = Instant::now();
         let dir = cp.dir.clone();
-        let (result, fatal) = match sink.commit(delivery_timeout) {
-            Err(e) => (Err(e.to_string()), true),
-            Ok(()) => {
-                let ready = Ready {
-                    id,
-                    parts: vec![cp],
-                    sinks: BTreeMap::new(),
-                    started,
-                };
-                let store = partition_store(&root, &topic, partition);
-                let r = upload(&store, &ready, &mut known, retain.max(1));
-                (r.map(|_| ()).map_err(|e| e.to_string()), false)
-            }
+        if known_generation.insert(partition, generation) != Some(generation) {
+            known.retain(|(p, _, _), _| *p != cp.partition);
+        }
+        let current = || lock(&live).get(&partition) == Some(&generation);
+        let (result, fatal) = if let Some(why) = outlet.failure() {
+            (Err(format!("outputs may have been lost: {why}")), true)
+        } else if !current() {
+            (Err("the partition was released".to_string()), false)
+        } else if let Err(e) = outlet.sink.commit(delivery_timeout) {
+            (Err(e.to_string()), true)
+        } else if !current() {
+            (Err("the partition was released".to_string()), false)
+        } else {
+            let ready = Ready {
+                id,
+                parts: vec![cp],
+                sinks: BTreeMap::new(),
+                started,
+            };
+            let store = partition_store(&root, &topic, partition);
+            let r = upload(&store, &ready, &mut known, retain.max(1));
+            (r.map(|_| ()).map_err(|e| e.to_string()), false)
         };
         let _ = std::fs::remove_dir_all(&dir);
         let _ = done.send(Done {
             partition,
+            generation,
             id,
             position,
             result,
@@ -412,6 +474,8 @@ fn upload_loop(
 
 /// One partition this worker owns.
 struct Owned<K, V> {
+    /// This assignment's number (unique within the worker).
+    generation: u64,
     actor: ActorRef<PartitionMsg<K, V>>,
     handle: tokio::task::JoinHandle<()>,
     credits: Arc<Semaphore>,
@@ -451,6 +515,8 @@ struct Worker<P: Processor> {
     local_dir: PathBuf,
     runtime: tokio::runtime::Handle,
     owned: BTreeMap<i32, Owned<P::Key, P::In>>,
+    live: Live,
+    generations: u64,
     lag: LagHandle,
     done: mpsc::Receiver<Done>,
     /// Completed checkpoints' offsets not committed yet.
@@ -478,8 +544,15 @@ where
         let Some(o) = self.owned.get_mut(&partition) else {
             return;
         };
-        // Already seen (a paused partition's fetch may be delivered again).
-        if o.next_offset.is_some_and(|next| offset < next) {
+        // The consumer never goes back on its own: the topic was recreated
+        // or the log truncated. Going on would skip or mix records.
+        if let Some(next) = o.next_offset
+            && offset < next
+        {
+            self.fatal.get_or_insert(format!(
+                "partition {partition} went back from offset {next} to {offset} (topic recreated \
+                 or log truncated?): refusing to go on"
+            ));
             return;
         }
         o.next_offset = Some(offset + 1);
@@ -595,7 +668,12 @@ where
 
     /// Takes in one checkpoint outcome.
     fn on_done(&mut self, d: Done) {
+        let current = self
+            .owned
+            .get(&d.partition)
+            .is_some_and(|o| o.generation == d.generation);
         if let Some(o) = self.owned.get_mut(&d.partition)
+            && current
             && o.in_flight == Some(d.id)
         {
             o.in_flight = None;
@@ -609,7 +687,7 @@ where
                     position = d.position,
                     "checkpoint complete"
                 );
-                if self.owned.contains_key(&d.partition) {
+                if current {
                     self.to_commit.insert(d.partition, d.position);
                 }
             }
@@ -663,9 +741,14 @@ where
             let Some(o) = self.owned.get_mut(&p) else {
                 continue;
             };
+            // Queued records were never processed: the checkpoint must
+            // start at the first of them, so the next owner reads them.
+            if let Some(first) = o.records.first() {
+                o.next_offset = Some(first.position as i64);
+            }
             o.records.clear();
             o.data.clear();
-            if lost || self.fatal.is_some() {
+            if lost || self.fatal.is_some() || self.outlet.failure().is_some() {
                 continue;
             }
             if let Some(id) = self.barrier(p) {
@@ -690,13 +773,14 @@ where
                 }
             }
         }
-        if !lost {
+        if !lost && self.outlet.failure().is_none() {
             self.commit(consumer, CommitMode::Sync);
         }
         for &p in partitions {
             let Some(o) = self.owned.remove(&p) else {
                 continue;
             };
+            lock(&self.live).remove(&p);
             self.to_commit.remove(&p);
             lock(&self.lag.0).remove(&p);
             o.actor.stop(None);
@@ -747,14 +831,23 @@ where
                 .as_ref()
                 .and_then(|m| m.partitions.first())
                 .map(|s| s.position as i64);
+            self.generations += 1;
+            let generation = self.generations;
+            let outlet = Arc::new(Assigned {
+                shared: Arc::clone(&self.outlet),
+                generation,
+            });
+            // Each assignment makes its local checkpoints in a folder of
+            // its own.
+            let local_dir = self.local_dir.join(format!("g{generation}"));
             let spawned = self.runtime.block_on(spawn_partition(
                 &self.processor,
                 &self.env,
                 &self.settings,
                 p as u32,
                 &self.clock,
-                self.outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
-                &self.local_dir,
+                outlet as Arc<dyn Outlet<P::Key, P::Out>>,
+                &local_dir,
             ));
             let (actor, handle) = match spawned {
                 Ok(s) => s,
@@ -772,8 +865,10 @@ where
                 first_done: AtomicBool::new(false),
                 joined: self.joined,
                 restored: position.is_some(),
+                first_restored_ms: Arc::clone(&self.lag.1),
             });
             lock(&self.lag.0).insert(p, Arc::clone(&progress));
+            lock(&self.live).insert(p, generation);
             self.report.assigned += 1;
             if position.is_some() {
                 self.report.restored += 1;
@@ -789,6 +884,7 @@ where
             self.owned.insert(
                 p,
                 Owned {
+                    generation,
                     actor,
                     handle,
                     credits: Arc::new(Semaphore::new(self.settings.batch_credits)),
@@ -804,6 +900,15 @@ where
             offsets.insert(p, position);
         }
         offsets
+    }
+}
+
+impl<P: Processor> Drop for Worker<P> {
+    /// However the worker ends (a panic included), its actors stop.
+    fn drop(&mut self) {
+        for o in self.owned.values() {
+            o.actor.stop(None);
+        }
     }
 }
 
@@ -910,11 +1015,14 @@ where
                             .get_or_insert(format!("partition {p}: offset {offset}: {e}"));
                     }
                 }
-                if cooperative {
+                let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
                     consumer.assign(tpl)
-                }
+                };
+                // A partition paused when it was last revoked from this
+                // worker would stay paused: the flag outlives assignments.
+                assigned.and_then(|()| consumer.resume(tpl))
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
@@ -1030,24 +1138,31 @@ where
 
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", &kafka.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("statistics.interval.ms", "1000");
         if let Some(id) = &kafka.instance_id {
             config.set("group.instance.id", id);
         }
-        for (k, v) in &kafka.client {
+        for (k, v) in kafka.client.iter().chain(&kafka.consumer) {
             config.set(k, v);
         }
+        reserve(
+            &mut config,
+            &[
+                ("bootstrap.servers", &kafka.brokers),
+                ("group.id", &kafka.group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+            ],
+        )?;
+        let producer_config: Vec<(String, String)> =
+            kafka.client.iter().chain(&kafka.producer).cloned().collect();
         let sink = Arc::new(KafkaSink::with_config(
             &kafka.brokers,
             &kafka.output_topic,
             kafka.dead_letter_topic.as_deref(),
-            &kafka.client,
+            &producer_config,
         )?);
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -1102,15 +1217,17 @@ where
                 failure: Mutex::new(None),
                 failed: AtomicBool::new(false),
             });
+            let live: Live = Arc::default();
             let uploader = {
-                let sink = Arc::clone(&sink);
+                let outlet = Arc::clone(&outlet);
+                let live = Arc::clone(&live);
                 let root = Arc::clone(&checkpoints.store);
                 let topic = kafka.input_topic.clone();
                 let retain = checkpoints.retain;
                 let timeout = kafka.delivery_timeout;
                 std::thread::Builder::new()
                     .name("weir-upload".into())
-                    .spawn(move || upload_loop(uploads_rx, done_tx, sink, root, topic, retain, timeout))
+                    .spawn(move || upload_loop(uploads_rx, done_tx, outlet, live, root, topic, retain, timeout))
                     .map_err(|e| Error::Io {
                         what: "starting the upload thread".into(),
                         source: e,
@@ -1129,6 +1246,8 @@ where
                 local_dir,
                 runtime,
                 owned: BTreeMap::new(),
+                live,
+                generations: 0,
                 lag,
                 done: done_rx,
                 to_commit: BTreeMap::new(),
@@ -1204,6 +1323,9 @@ where
             }
             if let Some(f) = w.fatal.clone().or_else(|| w.outlet.failure()) {
                 return Err(Error::Failed(f));
+            }
+            if let Some((code, why)) = consumer.client().fatal_error() {
+                return Err(Error::Kafka(format!("consumer failed ({code}): {why}")));
             }
             w.commit(consumer, CommitMode::Async);
             w.flush(consumer);

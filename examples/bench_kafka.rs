@@ -1,0 +1,412 @@
+//! Benchmark of the CEF alerts job through a Kafka broker.
+//!
+//! ```text
+//! ops/kafka/tansu.sh 19092 &
+//! cargo run --release --example bench_kafka -- --brokers 127.0.0.1:19092
+//! ```
+//! 1. **Throughput**: produces `--events` CEF events (keyed by `src`) to a
+//!    fresh topic, then reads them with a bare rdkafka consumer and with the
+//!    weir job (consume, decode, keyed state, alerts produced), in the same
+//!    run, `--rounds` times each. Rates are from the first record to the
+//!    last (group join excluded) and from the start (join included).
+//! 2. **Hand-over**: a worker processes a 2-partition topic whose
+//!    partitions hold `--join-keys` keys each (hour-long windows keep every
+//!    key's state open); a second worker joins while records keep coming;
+//!    prints the time from the second worker's start to its first record
+//!    processed on the partition that moved to it (state restored).
+//!
+//! Figures go to BENCHMARKS.md.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use weir::cef::{Generator, GeneratorConfig};
+use weir::kafka::{KafkaJob, KafkaSettings, LagHandle};
+use weir::{CheckpointSettings, Clock, Settings, SystemClock, open_store};
+
+#[path = "cef_alerts.rs"]
+#[allow(dead_code)]
+mod cef_alerts;
+
+#[derive(Parser)]
+struct Args {
+    /// The broker (start one with ops/kafka/tansu.sh).
+    #[arg(long)]
+    brokers: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Keys in each partition of the hand-over test (0: skip it).
+    #[arg(long, default_value_t = 100_000)]
+    join_keys: u64,
+}
+
+fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Runtime::new()?;
+    for r in rt.block_on(admin.create_topics(&new, &AdminOptions::new()))? {
+        r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "300000")
+        .create()?)
+}
+
+fn send(p: &ThreadedProducer<DefaultProducerContext>, record: BaseRecord<'_, [u8], [u8]>) {
+    let mut record = record;
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn src_of(line: &[u8]) -> Option<&[u8]> {
+    let at = line.windows(5).position(|w| w == b" src=")? + 5;
+    let rest = &line[at..];
+    let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Produces the generator's events keyed by `src`; returns records/s.
+fn produce_generated(args: &Args, topic: &str) -> anyhow::Result<f64> {
+    let p = producer(&args.brokers)?;
+    let mut generator = Generator::new(GeneratorConfig {
+        events: args.events,
+        keys: args.keys,
+        seed: 7,
+        ..GeneratorConfig::default()
+    });
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    while !generator.is_done() {
+        buf.clear();
+        generator.fill(&mut buf, 1 << 20);
+        for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let mut r = BaseRecord::<[u8], [u8]>::to(topic).payload(line);
+            if let Some(src) = src_of(line) {
+                r = r.key(src);
+            }
+            send(&p, r);
+        }
+    }
+    p.flush(Duration::from_secs(300))?;
+    Ok(args.events as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Rates of one reading: (first record to last, start to last).
+struct Rates {
+    steady: f64,
+    with_join: f64,
+}
+
+fn bare_consumer(args: &Args, topic: &str, round: u32) -> anyhow::Result<Rates> {
+    let started = Instant::now();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", format!("bench-bare-{}-{round}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    c.subscribe(&[topic])?;
+    let mut first = None;
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    while n < args.events {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m?;
+            bytes += rdkafka::Message::payload(&m).map_or(0, <[u8]>::len);
+            first.get_or_insert_with(Instant::now);
+            n += 1;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "bare consumer too slow"
+        );
+    }
+    std::hint::black_box(bytes);
+    let first = first.unwrap_or(started);
+    Ok(Rates {
+        steady: n as f64 / first.elapsed().as_secs_f64(),
+        with_join: n as f64 / started.elapsed().as_secs_f64(),
+    })
+}
+
+fn processed(lag: &LagHandle) -> u64 {
+    lag.snapshot()
+        .iter()
+        .map(|l| l.processed.unwrap_or(0).max(0) as u64)
+        .sum()
+}
+
+/// A running in-process worker.
+struct Worker {
+    lag: LagHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<weir::Result<weir::kafka::KafkaReport>>,
+}
+
+fn start_worker(
+    rt: &tokio::runtime::Runtime,
+    brokers: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    dir: &std::path::Path,
+    name: &str,
+    window_secs: i64,
+) -> anyhow::Result<Worker> {
+    let settings = Settings {
+        state_dir: dir.join(name),
+        checkpoints: Some(CheckpointSettings {
+            store: open_store(dir.join("store").to_str().unwrap_or("store"))?,
+            interval: Some(Duration::from_secs(1)),
+            retain: 2,
+            start_empty: false,
+        }),
+        ..Settings::default()
+    };
+    let mut kafka = KafkaSettings::new(brokers, input, output, group);
+    kafka.consumer.push(("session.timeout.ms".into(), "6000".into()));
+    kafka.consumer.push(("heartbeat.interval.ms".into(), "500".into()));
+    let job = KafkaJob::new(cef_alerts::BruteForce {
+        window_ms: window_secs * 1000,
+        threshold: 5,
+    })
+    .settings(settings)
+    .kafka(kafka)
+    .decoder(|line: &[u8]| cef_alerts::decode_line(line, SystemClock.now_ms()));
+    let lag = job.lag_handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(job.run_until(async move {
+        let _ = rx.await;
+    }));
+    Ok(Worker {
+        lag,
+        stop: Some(tx),
+        task,
+    })
+}
+
+impl Worker {
+    fn stop(mut self, rt: &tokio::runtime::Runtime) -> anyhow::Result<weir::kafka::KafkaReport> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        Ok(rt.block_on(self.task)??)
+    }
+}
+
+fn job(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    topic: &str,
+    output: &str,
+    round: u32,
+) -> anyhow::Result<Rates> {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let w = start_worker(
+        rt,
+        &args.brokers,
+        topic,
+        output,
+        &format!("bench-job-{}-{round}", std::process::id()),
+        dir.path(),
+        "w",
+        60,
+    )?;
+    let mut first = None;
+    loop {
+        let n = processed(&w.lag);
+        if n > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if n >= args.events {
+            break;
+        }
+        anyhow::ensure!(!w.task.is_finished(), "the job stopped early");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "job too slow"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let done = Instant::now();
+    let first = first.unwrap_or(started);
+    let report = w.stop(rt)?;
+    anyhow::ensure!(report.records >= args.events, "job read {}", report.records);
+    Ok(Rates {
+        steady: args.events as f64 / (done - first).as_secs_f64(),
+        with_join: args.events as f64 / (done - started).as_secs_f64(),
+    })
+}
+
+fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let id = std::process::id();
+    let input = format!("bench-{id}-handover-in");
+    let output = format!("bench-{id}-handover-out");
+    create_topics(&args.brokers, &[(&input, 2), (&output, 1)])?;
+    // Every key twice, keys split evenly over the two partitions.
+    let keys = args.join_keys * 2;
+    let start = 1_767_225_600_000i64;
+    let line = |k: u64, t: i64| {
+        format!(
+            "CEF:0|Bench|Gen|1|100|Login|5|src=10.{}.{}.{} rt={t} outcome=failure",
+            k >> 16,
+            (k >> 8) & 255,
+            k & 255
+        )
+    };
+    let p = producer(&args.brokers)?;
+    for round in 0..2u64 {
+        for k in 0..keys {
+            let t = start + (round * keys + k) as i64 / 100;
+            let l = line(k, t);
+            send(
+                &p,
+                BaseRecord::<[u8], [u8]>::to(&input)
+                    .partition((k % 2) as i32)
+                    .payload(l.as_bytes()),
+            );
+        }
+    }
+    p.flush(Duration::from_secs(300))?;
+    let total = keys * 2;
+    let dir = tempfile::tempdir()?;
+    let group = format!("bench-{id}-handover");
+    let a = start_worker(rt, &args.brokers, &input, &output, &group, dir.path(), "a", 3600)?;
+    let started = Instant::now();
+    while processed(&a.lag) < total {
+        anyhow::ensure!(!a.task.is_finished(), "worker a stopped early");
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "worker a too slow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "handover: worker a processed {total} records ({} keys per partition) in {:.1} s",
+        args.join_keys,
+        started.elapsed().as_secs_f64()
+    );
+    // Records keep coming while b joins.
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        let brokers = args.brokers.clone();
+        let input = input.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let p = producer(&brokers)?;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = i % keys;
+                let l = line(k, start + (total + i) as i64 / 100);
+                send(
+                    &p,
+                    BaseRecord::<[u8], [u8]>::to(&input)
+                        .partition((k % 2) as i32)
+                        .payload(l.as_bytes()),
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            p.flush(Duration::from_secs(60))?;
+            Ok(())
+        })
+    };
+    let b = start_worker(rt, &args.brokers, &input, &output, &group, dir.path(), "b", 3600)?;
+    let joined = Instant::now();
+    let first = loop {
+        if let Some(d) = b.lag.first_record_on_restored_partition() {
+            break d;
+        }
+        anyhow::ensure!(!b.task.is_finished(), "worker b stopped early");
+        anyhow::ensure!(
+            joined.elapsed() < Duration::from_secs(120),
+            "worker b got no moved partition"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let moved: BTreeSet<i32> = b.lag.snapshot().iter().map(|l| l.partition).collect();
+    println!(
+        "handover: worker b joined; first record processed on moved partition(s) {moved:?} \
+         {:.3} s after its start",
+        first.as_secs_f64()
+    );
+    stop.store(true, Ordering::Relaxed);
+    trickle.join().map_err(|_| anyhow::anyhow!("trickle panicked"))??;
+    let rb = b.stop(rt)?;
+    let ra = a.stop(rt)?;
+    println!(
+        "handover: a checkpoints={} b checkpoints={} b restored={}",
+        ra.checkpoints, rb.checkpoints, rb.restored
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let id = std::process::id();
+    let topic = format!("bench-{id}-in");
+    let output = format!("bench-{id}-out");
+    create_topics(&args.brokers, &[(&topic, args.partitions), (&output, 1)])?;
+    let rate = produce_generated(&args, &topic)?;
+    println!(
+        "produced {} events ({} keys, {} partitions) at {rate:.0} records/s",
+        args.events, args.keys, args.partitions
+    );
+    for round in 0..args.rounds {
+        let bare = bare_consumer(&args, &topic, round)?;
+        let job = job(&args, &rt, &topic, &output, round)?;
+        println!(
+            "round {round}: bare consumer {:.0} records/s ({:.0} with join), weir job {:.0} records/s ({:.0} with join): {:.0} % of bare",
+            bare.steady,
+            bare.with_join,
+            job.steady,
+            job.with_join,
+            100.0 * job.steady / bare.steady
+        );
+    }
+    if args.join_keys > 0 {
+        handover(&args, &rt)?;
+    }
+    Ok(())
+}
