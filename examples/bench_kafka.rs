@@ -135,7 +135,10 @@ fn bare_consumer(args: &Args, topic: &str, round: u32) -> anyhow::Result<Rates> 
     let started = Instant::now();
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
-        .set("group.id", format!("bench-bare-{}-{round}", std::process::id()))
+        .set(
+            "group.id",
+            format!("bench-bare-{}-{round}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
@@ -177,12 +180,21 @@ struct Worker {
     task: tokio::task::JoinHandle<weir::Result<weir::kafka::KafkaReport>>,
 }
 
+/// Where a worker reads and writes.
+fn kafka(brokers: &str, input: &str, output: &str, group: &str) -> KafkaSettings {
+    let mut kafka = KafkaSettings::new(brokers, input, output, group);
+    kafka
+        .consumer
+        .push(("session.timeout.ms".into(), "6000".into()));
+    kafka
+        .consumer
+        .push(("heartbeat.interval.ms".into(), "500".into()));
+    kafka
+}
+
 fn start_worker(
     rt: &tokio::runtime::Runtime,
-    brokers: &str,
-    input: &str,
-    output: &str,
-    group: &str,
+    kafka: KafkaSettings,
     dir: &std::path::Path,
     name: &str,
     window_secs: i64,
@@ -197,9 +209,6 @@ fn start_worker(
         }),
         ..Settings::default()
     };
-    let mut kafka = KafkaSettings::new(brokers, input, output, group);
-    kafka.consumer.push(("session.timeout.ms".into(), "6000".into()));
-    kafka.consumer.push(("heartbeat.interval.ms".into(), "500".into()));
     let job = KafkaJob::new(cef_alerts::BruteForce {
         window_ms: window_secs * 1000,
         threshold: 5,
@@ -237,12 +246,10 @@ fn job(
 ) -> anyhow::Result<Rates> {
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
+    let group = format!("bench-job-{}-{round}", std::process::id());
     let w = start_worker(
         rt,
-        &args.brokers,
-        topic,
-        output,
-        &format!("bench-job-{}-{round}", std::process::id()),
+        kafka(&args.brokers, topic, output, &group),
         dir.path(),
         "w",
         60,
@@ -257,10 +264,7 @@ fn job(
             break;
         }
         anyhow::ensure!(!w.task.is_finished(), "the job stopped early");
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "job too slow"
-        );
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "job too slow");
         std::thread::sleep(Duration::from_millis(5));
     }
     let done = Instant::now();
@@ -306,11 +310,15 @@ fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let total = keys * 2;
     let dir = tempfile::tempdir()?;
     let group = format!("bench-{id}-handover");
-    let a = start_worker(rt, &args.brokers, &input, &output, &group, dir.path(), "a", 3600)?;
+    let settings = kafka(&args.brokers, &input, &output, &group);
+    let a = start_worker(rt, settings.clone(), dir.path(), "a", 3600)?;
     let started = Instant::now();
     while processed(&a.lag) < total {
         anyhow::ensure!(!a.task.is_finished(), "worker a stopped early");
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "worker a too slow");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "worker a too slow"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     println!(
@@ -343,7 +351,7 @@ fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             Ok(())
         })
     };
-    let b = start_worker(rt, &args.brokers, &input, &output, &group, dir.path(), "b", 3600)?;
+    let b = start_worker(rt, settings, dir.path(), "b", 3600)?;
     let joined = Instant::now();
     let first = loop {
         if let Some(d) = b.lag.first_record_on_restored_partition() {
@@ -363,7 +371,9 @@ fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         first.as_secs_f64()
     );
     stop.store(true, Ordering::Relaxed);
-    trickle.join().map_err(|_| anyhow::anyhow!("trickle panicked"))??;
+    trickle
+        .join()
+        .map_err(|_| anyhow::anyhow!("trickle panicked"))??;
     let rb = b.stop(rt)?;
     let ra = a.stop(rt)?;
     println!(

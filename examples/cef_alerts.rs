@@ -231,11 +231,19 @@ struct Args {
     kafka_options: Vec<String>,
     /// Kafka mode: a librdkafka property for the consumer only
     /// (repeatable), e.g. session.timeout.ms=10000.
-    #[arg(long = "consumer-option", value_name = "KEY=VALUE", requires = "brokers")]
+    #[arg(
+        long = "consumer-option",
+        value_name = "KEY=VALUE",
+        requires = "brokers"
+    )]
     consumer_options: Vec<String>,
     /// Kafka mode: a librdkafka property for the producer only
     /// (repeatable), e.g. compression.type=lz4.
-    #[arg(long = "producer-option", value_name = "KEY=VALUE", requires = "brokers")]
+    #[arg(
+        long = "producer-option",
+        value_name = "KEY=VALUE",
+        requires = "brokers"
+    )]
     producer_options: Vec<String>,
     /// Kafka mode: most time a revoke spends on final checkpoints, ms.
     #[arg(long, default_value_t = 30_000)]

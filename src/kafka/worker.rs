@@ -416,16 +416,28 @@ type Live = Arc<Mutex<BTreeMap<i32, u64>>>;
 /// The upload thread: acknowledgements, files, manifest, then report. A
 /// checkpoint of an assignment that ended, or taken after outputs may have
 /// been lost, is not written.
-fn upload_loop(
-    rx: mpsc::Receiver<(u64, PartitionCheckpoint)>,
-    done: mpsc::Sender<Done>,
+struct Uploader {
     outlet: Arc<KafkaOutlet>,
     live: Live,
     root: Arc<dyn SnapshotStore>,
     topic: String,
     retain: usize,
     delivery_timeout: Duration,
+}
+
+fn upload_loop(
+    u: Uploader,
+    rx: mpsc::Receiver<(u64, PartitionCheckpoint)>,
+    done: mpsc::Sender<Done>,
 ) {
+    let Uploader {
+        outlet,
+        live,
+        root,
+        topic,
+        retain,
+        delivery_timeout,
+    } = u;
     // Checksums of files already uploaded, per partition and assignment: a
     // partition restored anew may reuse file names for other content.
     let mut known = std::collections::HashMap::new();
@@ -554,6 +566,13 @@ where
                  or log truncated?): refusing to go on"
             ));
             return;
+        }
+        if let Some(next) = o.next_offset
+            && offset > next
+        {
+            // Compaction or transaction markers leave gaps; anything else
+            // would be a bug worth seeing.
+            tracing::debug!(partition, from = next, to = offset, "offset gap");
         }
         o.next_offset = Some(offset + 1);
         self.report.records += 1;
@@ -752,6 +771,12 @@ where
                 continue;
             }
             if let Some(id) = self.barrier(p) {
+                tracing::info!(
+                    partition = p,
+                    checkpoint = id,
+                    position = self.owned[&p].next_offset.unwrap_or(-1),
+                    "final checkpoint"
+                );
                 waiting.insert(p, id);
             }
         }
@@ -1156,8 +1181,12 @@ where
                 ("enable.auto.offset.store", "false"),
             ],
         )?;
-        let producer_config: Vec<(String, String)> =
-            kafka.client.iter().chain(&kafka.producer).cloned().collect();
+        let producer_config: Vec<(String, String)> = kafka
+            .client
+            .iter()
+            .chain(&kafka.producer)
+            .cloned()
+            .collect();
         let sink = Arc::new(KafkaSink::with_config(
             &kafka.brokers,
             &kafka.output_topic,
@@ -1219,15 +1248,17 @@ where
             });
             let live: Live = Arc::default();
             let uploader = {
-                let outlet = Arc::clone(&outlet);
-                let live = Arc::clone(&live);
-                let root = Arc::clone(&checkpoints.store);
-                let topic = kafka.input_topic.clone();
-                let retain = checkpoints.retain;
-                let timeout = kafka.delivery_timeout;
+                let u = Uploader {
+                    outlet: Arc::clone(&outlet),
+                    live: Arc::clone(&live),
+                    root: Arc::clone(&checkpoints.store),
+                    topic: kafka.input_topic.clone(),
+                    retain: checkpoints.retain,
+                    delivery_timeout: kafka.delivery_timeout,
+                };
                 std::thread::Builder::new()
                     .name("weir-upload".into())
-                    .spawn(move || upload_loop(uploads_rx, done_tx, outlet, live, root, topic, retain, timeout))
+                    .spawn(move || upload_loop(u, uploads_rx, done_tx))
                     .map_err(|e| Error::Io {
                         what: "starting the upload thread".into(),
                         source: e,

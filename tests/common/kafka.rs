@@ -32,10 +32,17 @@ pub fn lines(text: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// A producer writing one record per batch. tansu 0.6 answers a fetch
+/// from an offset inside a record batch with the batches after it (or
+/// nothing), so a consumer that seeks to a checkpoint or resumes a paused
+/// partition mid-batch would silently skip records; Apache Kafka and
+/// Redpanda return the whole batch and the client drops the records before
+/// the offset. One-record batches keep the tests meaningful on tansu.
 fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("linger.ms", "5")
+        .set("batch.num.messages", "1")
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "120000")
         .create()
@@ -250,7 +257,10 @@ impl Group<'_> {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(example_bin())
             .args(&args)
-            .env("RUST_LOG", "weir=info,warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("WORKER_LOG").unwrap_or_else(|_| "weir=info,warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -294,11 +304,6 @@ impl Worker {
     /// (checkpoint 0: started without one).
     pub fn assignments(&self) -> Vec<(u32, u64)> {
         self.events("partition assigned")
-    }
-
-    /// `(partition, checkpoint)` of each completed checkpoint.
-    pub fn checkpoints(&self) -> Vec<(u32, u64)> {
-        self.events("checkpoint complete")
     }
 
     fn events(&self, message: &str) -> Vec<(u32, u64)> {
