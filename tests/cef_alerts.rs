@@ -144,7 +144,7 @@ fn a_state_dir_refuses_another_partition_count() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("partitions=2") && err.contains("3 partitions"),
+        err.contains("written with partitions=2") && err.contains("has partitions=3"),
         "{err}"
     );
 
