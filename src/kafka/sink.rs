@@ -92,7 +92,7 @@ impl Deliveries {
 
     /// Starts a new epoch and waits until no record of an older one is in
     /// flight. Returns false on timeout.
-    fn drain(&self, producer: &ThreadedProducer<Self>, timeout: Duration) -> bool {
+    fn drain(&self, timeout: Duration, mut wait: impl FnMut()) -> bool {
         let old = self.epoch.fetch_add(1, Ordering::SeqCst) as usize;
         let deadline = Instant::now() + timeout;
         let older = (old + 1).saturating_sub(EPOCH_SLOTS - 1)..=old;
@@ -106,7 +106,7 @@ impl Deliveries {
             if Instant::now() >= deadline {
                 return false;
             }
-            producer.poll(Duration::from_millis(1));
+            wait();
         }
     }
 }
@@ -282,7 +282,7 @@ impl KafkaSink {
     /// checkpoint can never complete past a lost output.
     pub fn commit(&self, timeout: Duration) -> Result<()> {
         let ctx = self.producer.context();
-        if !ctx.drain(&self.producer, timeout) {
+        if !ctx.drain(timeout, || self.producer.poll(Duration::from_millis(1))) {
             // Records of that epoch may still be in flight when a later
             // commit looks: that one must not pass either.
             ctx.lost(format!(
@@ -306,5 +306,68 @@ impl KafkaSink {
                 .unwrap_or_default();
             format!("{failed} records were not delivered: {why}")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_commit_waits_for_earlier_records_only() {
+        let d = Arc::new(Deliveries::default());
+        let a = d.enter();
+        let b = d.enter();
+        let waiter = {
+            let d = Arc::clone(&d);
+            std::thread::spawn(move || {
+                d.drain(Duration::from_secs(10), || {
+                    std::thread::sleep(Duration::from_millis(1))
+                })
+            })
+        };
+        // Wait until the commit has started its epoch, then send more.
+        while d.epoch.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let later = d.enter();
+        assert_ne!(
+            later, a,
+            "a record sent after the commit began is in a new epoch"
+        );
+        d.leave(a);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished(), "one earlier record still in flight");
+        d.leave(b);
+        assert!(
+            waiter.join().expect("waiter"),
+            "drained although `later` is in flight"
+        );
+        assert!(
+            !d.drain(Duration::from_millis(20), || {}),
+            "`later` is still in flight"
+        );
+        d.leave(later);
+        assert!(d.drain(Duration::from_millis(20), || {}));
+    }
+
+    #[test]
+    fn safety_properties_cannot_be_overridden() {
+        let mut config = ClientConfig::new();
+        config.set("enable.idempotence", "false");
+        let err = reserve(&mut config, &[("enable.idempotence", "true")]).unwrap_err();
+        assert!(
+            err.to_string().contains("enable.idempotence=false"),
+            "{err}"
+        );
+        let mut config = ClientConfig::new();
+        config.set("acks", "all");
+        reserve(
+            &mut config,
+            &[("acks", "all"), ("bootstrap.servers", "h:1")],
+        )
+        .expect("same value");
+        assert_eq!(config.get("bootstrap.servers"), Some("h:1"));
     }
 }

@@ -1397,3 +1397,47 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_measured_from_the_high_watermark() {
+        let lag = Lag {
+            partition: 3,
+            high_watermark: Some(1_000),
+            committed: Some(400),
+            processed: Some(990),
+        };
+        assert_eq!(lag.behind_committed(), Some(600));
+        assert_eq!(lag.behind_processed(), Some(10));
+        let unknown = Lag {
+            high_watermark: None,
+            ..lag
+        };
+        assert_eq!(unknown.behind_committed(), None);
+        // Statistics lag behind processing: never negative.
+        let ahead = Lag {
+            high_watermark: Some(980),
+            ..lag
+        };
+        assert_eq!(ahead.behind_processed(), Some(0));
+    }
+
+    #[test]
+    fn record_keys_are_the_plain_bytes_or_big_endian_integers() {
+        assert_eq!(&*"10.0.0.1".to_string().record_key(), b"10.0.0.1");
+        assert_eq!(&*7u32.record_key(), &[0, 0, 0, 7]);
+        assert_eq!(&*(-1i64).record_key(), &[0xff; 8]);
+    }
+
+    #[test]
+    fn settings_name_what_is_missing() {
+        let mut k = KafkaSettings::new("h:9092", "in", "out", "g");
+        k.validate().expect("valid");
+        k.group = " ".into();
+        let err = k.validate().unwrap_err().to_string();
+        assert!(err.contains("group"), "{err}");
+    }
+}
