@@ -498,6 +498,8 @@ struct Owned<K, V> {
     records: Vec<Envelope<K, V>>,
     data: Vec<u8>,
     paused: bool,
+    /// Resumed since the last record.
+    resumed: bool,
     next_checkpoint: u64,
     in_flight: Option<u64>,
 }
@@ -570,10 +572,22 @@ where
         if let Some(next) = o.next_offset
             && offset > next
         {
-            // Compaction or transaction markers leave gaps; anything else
-            // would be a bug worth seeing.
-            tracing::debug!(partition, from = next, to = offset, "offset gap");
+            // Compaction or transaction markers leave gaps. Right after a
+            // resume the fetch restarts at `next`, which a correct broker
+            // returns first if it exists: a gap there is worth a warning.
+            if o.resumed {
+                tracing::warn!(
+                    partition,
+                    from = next,
+                    to = offset,
+                    "the broker skipped offsets after a resume (compacted input, or a broker that \
+                     fetches from the next record batch)"
+                );
+            } else {
+                tracing::debug!(partition, from = next, to = offset, "offset gap");
+            }
         }
+        o.resumed = false;
         o.next_offset = Some(offset + 1);
         self.report.records += 1;
         let reason = match payload {
@@ -641,6 +655,7 @@ where
                 pause.push(p);
             } else if o.records.is_empty() && o.paused {
                 o.paused = false;
+                o.resumed = true;
                 resume.push(p);
             }
         }
@@ -918,6 +933,7 @@ where
                     records: Vec::new(),
                     data: Vec::new(),
                     paused: false,
+                    resumed: false,
                     next_checkpoint: recovery.highest + 1,
                     in_flight: None,
                 },
