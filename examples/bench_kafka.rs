@@ -78,10 +78,7 @@ fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
 /// from inside a record batch with the batches after it, so a partition
 /// paused for backpressure and resumed mid-batch would skip records there
 /// (Apache Kafka and Redpanda do not).
-fn producer(
-    brokers: &str,
-    batch: u32,
-) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+fn producer(brokers: &str, batch: u32) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "10")

@@ -4,52 +4,22 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::broker::Broker;
-use rdkafka::Message;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use common::kafka::{Record, read_until};
 use weir::kafka::{DeadLetterRecord, KafkaSink, headers};
 
-/// A consumed record: key, value, headers.
-type Record = (Option<Vec<u8>>, Vec<u8>, BTreeMap<String, String>);
-
-/// Everything in `topic`.
+/// Everything in `topic`: reads until `expected` records arrived (at most
+/// a minute), then a second more.
 fn read_all(broker: &Broker, topic: &str, expected: usize) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", format!("read-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while out.len() < expected && Instant::now() < deadline {
-        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
-            let msg = msg.expect("no consume error");
-            let mut hs = BTreeMap::new();
-            if let Some(h) = msg.headers() {
-                for header in h.iter() {
-                    let value = header
-                        .value
-                        .map(|v| String::from_utf8_lossy(v).to_string())
-                        .unwrap_or_default();
-                    hs.insert(header.key.to_string(), value);
-                }
-            }
-            out.push((
-                msg.key().map(<[u8]>::to_vec),
-                msg.payload().unwrap_or_default().to_vec(),
-                hs,
-            ));
-        }
-    }
-    out
+    read_until(
+        broker,
+        topic,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |rs| rs.len() >= expected,
+    )
 }
 
 #[test]
@@ -83,7 +53,7 @@ fn outputs_are_keyed_and_dead_letters_carry_their_error_and_source() {
 
     let outputs = read_all(broker, &out_topic, 200);
     assert_eq!(outputs.len(), 200);
-    for (key, value, _) in &outputs {
+    for Record { key, value, .. } in &outputs {
         let n: u32 = serde_json::from_slice::<serde_json::Value>(value).expect("json")["n"]
             .as_u64()
             .expect("n") as u32;
@@ -96,7 +66,11 @@ fn outputs_are_keyed_and_dead_letters_carry_their_error_and_source() {
 
     let dead = read_all(broker, &dlq_topic, 1);
     assert_eq!(dead.len(), 1);
-    let (_, raw, hs) = &dead[0];
+    let Record {
+        value: raw,
+        headers: hs,
+        ..
+    } = &dead[0];
     assert_eq!(raw, b"not CEF at all");
     assert_eq!(
         hs[headers::ERROR],

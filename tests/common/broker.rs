@@ -75,30 +75,18 @@ impl Broker {
     }
 
     fn start() -> Option<Broker> {
-        let tansu = tansu_binary();
-        if !super::server::required(
-            tansu.is_some(),
-            "tansu",
-            "cargo install tansu --locked --features dynostore,libsql",
-        ) {
-            return None;
-        }
-        let tansu = tansu?;
-        let port = super::server::free_port();
-        let shell = spawn(&tansu, port, "memory://tansu/", &std::env::temp_dir());
-        super::server::wait_listening(port, "tansu", Duration::from_secs(30));
-        Some(Broker {
-            port,
-            tansu,
-            shell: std::sync::Mutex::new(shell),
-            storage: None,
-        })
+        Self::launch("memory://tansu/", &std::env::temp_dir(), false)
     }
 
     /// A broker of its own with durable (sqlite) storage in `dir`, which
     /// [`restart`](Self::restart) can stop and start again. `None` as for
     /// [`shared`](Self::shared).
     pub fn durable(dir: &std::path::Path) -> Option<Broker> {
+        // tansu reads a sqlite path relative to its working directory.
+        Self::launch("sqlite://tansu.db", dir, true)
+    }
+
+    fn launch(storage: &str, cwd: &std::path::Path, restartable: bool) -> Option<Broker> {
         let tansu = tansu_binary();
         if !super::server::required(
             tansu.is_some(),
@@ -109,15 +97,13 @@ impl Broker {
         }
         let tansu = tansu?;
         let port = super::server::free_port();
-        // tansu reads a sqlite path relative to its working directory.
-        let storage = "sqlite://tansu.db".to_string();
-        let shell = spawn(&tansu, port, &storage, dir);
+        let shell = spawn(&tansu, port, storage, cwd);
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         Some(Broker {
             port,
             tansu,
             shell: std::sync::Mutex::new(shell),
-            storage: Some((storage, dir.to_path_buf())),
+            storage: restartable.then(|| (storage.to_string(), cwd.to_path_buf())),
         })
     }
 
