@@ -368,14 +368,20 @@ async fn run_kafka(args: Args) -> anyhow::Result<KafkaReport> {
     kafka.dead_letter_topic = args.dlq_topic.clone();
     kafka.instance_id = args.group_instance_id.clone();
     kafka.revoke_deadline = Duration::from_millis(args.revoke_deadline_ms);
-    for option in &args.kafka_options {
-        let (k, v) = option
-            .split_once('=')
-            .with_context(|| format!("--kafka-option {option}: expected KEY=VALUE"))?;
-        kafka
-            .client
-            .push((k.trim().to_string(), v.trim().to_string()));
-    }
+    let pairs = |flag: &str, options: &[String]| -> anyhow::Result<Vec<(String, String)>> {
+        options
+            .iter()
+            .map(|option| {
+                let (k, v) = option
+                    .split_once('=')
+                    .with_context(|| format!("--{flag} {option}: expected KEY=VALUE"))?;
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect()
+    };
+    kafka.client = pairs("kafka-option", &args.kafka_options)?;
+    kafka.consumer = pairs("consumer-option", &args.consumer_options)?;
+    kafka.producer = pairs("producer-option", &args.producer_options)?;
     let job = KafkaJob::new(processor)
         .settings(settings)
         .kafka(kafka)

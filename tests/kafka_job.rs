@@ -252,3 +252,51 @@ fn workers_reconnect_after_a_broker_restart() {
     let status = worker.signal("TERM");
     assert!(status.success(), "SIGTERM exits 0:\n{}", worker.log_text());
 }
+
+#[test]
+fn bad_kafka_settings_are_clear_errors() {
+    let Some(broker) = Broker::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = group(broker, dir.path(), "bad");
+    let run = |g: &Group<'_>, name: &str, extra: &[&str]| {
+        let mut w = g.start(name, extra);
+        let status = w.child.wait().expect("exits by itself");
+        (status, w.log_text())
+    };
+
+    let missing = Group {
+        input: "no-such-topic".into(),
+        ..group_named(&g)
+    };
+    let (status, log) = run(&missing, "missing", &[]);
+    assert!(!status.success());
+    assert!(
+        log.contains("input topic no-such-topic does not exist"),
+        "{log}"
+    );
+
+    let (status, log) = run(&g, "unsafe", &["--consumer-option", "enable.auto.commit=true"]);
+    assert!(!status.success());
+    assert!(
+        log.contains("enable.auto.commit=true is not allowed"),
+        "{log}"
+    );
+
+    let (status, log) = run(&g, "malformed", &["--kafka-option", "linger.ms"]);
+    assert!(!status.success());
+    assert!(log.contains("expected KEY=VALUE"), "{log}");
+}
+
+/// The same group and topics, for variations.
+fn group_named<'a>(g: &Group<'a>) -> Group<'a> {
+    Group {
+        broker: g.broker,
+        dir: g.dir,
+        input: g.input.clone(),
+        output: g.output.clone(),
+        dlq: g.dlq.clone(),
+        group: g.group.clone(),
+    }
+}
