@@ -277,7 +277,11 @@ fn bad_kafka_settings_are_clear_errors() {
         "{log}"
     );
 
-    let (status, log) = run(&g, "unsafe", &["--consumer-option", "enable.auto.commit=true"]);
+    let (status, log) = run(
+        &g,
+        "unsafe",
+        &["--consumer-option", "enable.auto.commit=true"],
+    );
     assert!(!status.success());
     assert!(
         log.contains("enable.auto.commit=true is not allowed"),
