@@ -360,15 +360,7 @@ where
         }
 
         let startup = started.elapsed();
-        let stop = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: finishing in-flight work");
-                stop.store(true, Ordering::SeqCst);
-            })
-        };
+        let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work");
         let ticker = coordinator.as_ref().map(|c| {
             let c = Arc::clone(c);
             let trigger = self.trigger.clone();
@@ -493,6 +485,22 @@ where
         report.elapsed = started.elapsed();
         Ok(report)
     }
+}
+
+/// A flag set once `shutdown` completes (logging what happens next), and
+/// the task watching for it (abort it when the job ends first).
+pub(crate) fn watch_shutdown(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    next: &'static str,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: {next}");
+        flag.store(true, Ordering::SeqCst);
+    });
+    (stop, watcher)
 }
 
 /// Local checkpoints of a run that died are of no use: starts clean.

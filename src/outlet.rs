@@ -32,12 +32,45 @@ struct Inner<T> {
     aligned: (Option<u64>, Option<u64>),
 }
 
+/// Why a job is failing: set once (the first reason wins), read cheaply on
+/// hot paths.
+#[derive(Default)]
+pub(crate) struct Failure {
+    message: Mutex<Option<String>>,
+    set: AtomicBool,
+}
+
+impl Failure {
+    /// Records `message` unless a reason is already recorded.
+    pub(crate) fn record(&self, message: String) {
+        self.message
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(message);
+        self.set.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    /// The first reason recorded, if any.
+    pub(crate) fn message(&self) -> Option<String> {
+        if !self.is_set() {
+            return None;
+        }
+        self.message
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Delivers partitions' outputs and dead letters to the job's sinks.
 pub(crate) struct SinkOutlet<T> {
     inner: Mutex<Inner<T>>,
     coordinator: Option<Arc<Coordinator>>,
-    failure: Mutex<Option<String>>,
-    failed: AtomicBool,
+    failure: Failure,
     feed_input: usize,
 }
 
@@ -59,8 +92,7 @@ impl<T: Send + 'static> SinkOutlet<T> {
                 aligned: (None, None),
             }),
             coordinator,
-            failure: Mutex::new(None),
-            failed: AtomicBool::new(false),
+            failure: Failure::default(),
             feed_input: partitions as usize,
         }
     }
@@ -70,20 +102,15 @@ impl<T: Send + 'static> SinkOutlet<T> {
         if let Some(c) = &self.coordinator {
             c.abandon(&message);
         }
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        f.get_or_insert(message);
-        self.failed.store(true, Ordering::SeqCst);
+        self.failure.record(message);
     }
 
     pub(crate) fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+        self.failure.is_set()
     }
 
     pub(crate) fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.failure.message()
     }
 
     /// Cuts the sinks back to a checkpoint's lengths (0: a fresh start).

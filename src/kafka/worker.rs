@@ -68,8 +68,9 @@ use super::sink::{DeadLetterRecord, KafkaSink, reserve};
 use crate::checkpoint::{Ready, restore_newest, upload};
 use crate::job::{
     CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, lock_state_dir,
-    spawn_partition,
+    spawn_partition, watch_shutdown,
 };
+use crate::outlet::Failure;
 use crate::{Error, Result};
 
 /// The bytes a processor key is written as in an output record's key.
@@ -320,25 +321,19 @@ struct KafkaOutlet {
     sink: Arc<KafkaSink>,
     input_topic: String,
     uploads: Mutex<Option<mpsc::Sender<(u64, PartitionCheckpoint)>>>,
-    failure: Mutex<Option<String>>,
-    failed: AtomicBool,
+    failure: Failure,
 }
 
 impl KafkaOutlet {
     fn fail(&self, message: String) {
         tracing::error!(%message, "worker failing");
-        lock(&self.failure).get_or_insert(message);
-        self.failed.store(true, Ordering::SeqCst);
+        self.failure.record(message);
     }
 
     /// Why outputs may have been lost, if they may: then no checkpoint
     /// may complete any more.
     fn failure(&self) -> Option<String> {
-        if self.failed.load(Ordering::SeqCst) {
-            lock(&self.failure).clone()
-        } else {
-            self.sink.failure()
-        }
+        self.failure.message().or_else(|| self.sink.failure())
     }
 
     fn send_dead_letters(&self, items: &[DeadLetter]) {
@@ -745,12 +740,8 @@ where
         }
         let mut tpl = TopicPartitionList::new();
         for (&p, &offset) in &self.to_commit {
-            if tpl
-                .add_partition_offset(&self.kafka.input_topic, p, Offset::Offset(offset))
-                .is_err()
-            {
-                continue;
-            }
+            // Only an invalid offset is refused; checkpoint positions are not.
+            let _ = tpl.add_partition_offset(&self.kafka.input_topic, p, Offset::Offset(offset));
         }
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
@@ -827,6 +818,13 @@ where
             let _ = self.runtime.block_on(o.handle);
             tracing::info!(partition = p, lost, "partition released");
         }
+    }
+
+    /// Releases every owned partition: with final checkpoints, unless
+    /// `lost` (then, as after a failure, without).
+    fn release_all(&mut self, consumer: &BaseConsumer<GroupContext<P>>, lost: bool) {
+        let all: Vec<i32> = self.owned.keys().copied().collect();
+        self.revoke(consumer, &all, lost);
     }
 
     /// Restores `partitions` (in parallel), starts their actors and returns
@@ -1076,8 +1074,7 @@ where
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed; releasing every partition");
-                let all: Vec<i32> = w.owned.keys().copied().collect();
-                w.revoke(consumer, &all, true);
+                w.release_all(consumer, true);
                 consumer.unassign()
             }
         };
@@ -1210,15 +1207,7 @@ where
             &producer_config,
         )?);
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: final checkpoints, then leaving the group");
-                stop.store(true, Ordering::SeqCst);
-            })
-        };
+        let (stop, watcher) = watch_shutdown(shutdown, "final checkpoints, then leaving the group");
         let runtime = tokio::runtime::Handle::current();
         let processor = Arc::new(self.processor);
         let clock = self.clock;
@@ -1259,8 +1248,7 @@ where
                 sink: Arc::clone(&sink),
                 input_topic: kafka.input_topic.clone(),
                 uploads: Mutex::new(Some(uploads_tx)),
-                failure: Mutex::new(None),
-                failed: AtomicBool::new(false),
+                failure: Failure::default(),
             });
             let live: Live = Arc::default();
             let uploader = {
@@ -1312,13 +1300,8 @@ where
             let report = {
                 let mut guard = lock(&consumer.context().worker);
                 let w = guard.as_mut().expect("worker set above");
-                if outcome.is_ok() && w.fatal.is_none() {
-                    let all: Vec<i32> = w.owned.keys().copied().collect();
-                    w.revoke(&consumer, &all, false);
-                } else {
-                    let all: Vec<i32> = w.owned.keys().copied().collect();
-                    w.revoke(&consumer, &all, true);
-                }
+                let lost = outcome.is_err() || w.fatal.is_some();
+                w.release_all(&consumer, lost);
                 let fatal = w.fatal.clone();
                 let report = w.report.clone();
                 *guard = None;
