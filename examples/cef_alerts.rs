@@ -39,6 +39,11 @@
 //! arguments, it resumes from its last checkpoint; the output and dead-letter
 //! files then hold every line exactly once. SIGTERM or SIGINT stops it after
 //! a final checkpoint (exit 0); SIGUSR1 asks for a checkpoint now.
+//!
+//! Every flag is also an environment variable: `--state-dir` is
+//! `WEIR_STATE_DIR`, and so on (the repeatable `--*-option` flags are flags
+//! only). `--admin-addr HOST:PORT` serves `/metrics`, `/healthz` and
+//! `/readyz`; `--log-format json` writes JSON logs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,7 +57,7 @@ use weir::kafka::{KafkaJob, KafkaReport, KafkaSettings};
 use weir::{
     CheckpointSettings, CheckpointTrigger, Clock, Context, DeadLetterFile, Decoded,
     GeneratorSource, Job, JsonLines, LineSource, MemoryBudget, ProcessError, Processor, Report,
-    Settings, SystemClock, TimeDomain, Timer, open_store,
+    Settings, SystemClock, Telemetry, TelemetryArgs, TimeDomain, Timer, open_store,
 };
 
 /// One decoded event, as much as the detector needs.
@@ -193,37 +198,42 @@ pub fn decode_line(line: &[u8], now_ms: i64) -> Result<Decoded<String, Login>, S
 #[command(group(ArgGroup::new("in").required(true).args(["input", "generate", "brokers"])))]
 struct Args {
     /// CEF lines to read ('-' for stdin).
-    #[arg(long)]
+    #[arg(long, env = "WEIR_INPUT")]
     input: Option<String>,
     /// Generate N synthetic events instead of reading input.
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "WEIR_GENERATE", value_name = "N")]
     generate: Option<u64>,
     /// Distinct source addresses in generated events.
-    #[arg(long, default_value_t = 10_000, requires = "generate")]
+    #[arg(
+        long,
+        env = "WEIR_KEYS",
+        default_value_t = 10_000,
+        requires = "generate"
+    )]
     keys: u64,
     /// Seed of generated events.
-    #[arg(long, default_value_t = 1, requires = "generate")]
+    #[arg(long, env = "WEIR_SEED", default_value_t = 1, requires = "generate")]
     seed: u64,
     /// Alerts, one JSON line each; dead letters go to <output>.dlq.
-    #[arg(long, required_unless_present = "brokers")]
+    #[arg(long, env = "WEIR_OUTPUT", required_unless_present = "brokers")]
     output: Option<PathBuf>,
     /// Kafka mode: the brokers (host:port[,host:port...]).
-    #[arg(long, requires_all = ["input_topic", "output_topic", "group", "checkpoint_store"])]
+    #[arg(long, env = "WEIR_BROKERS", requires_all = ["input_topic", "output_topic", "group", "checkpoint_store"])]
     brokers: Option<String>,
     /// Kafka mode: the topic of CEF lines, keyed by src.
-    #[arg(long, requires = "brokers")]
+    #[arg(long, env = "WEIR_INPUT_TOPIC", requires = "brokers")]
     input_topic: Option<String>,
     /// Kafka mode: the topic alerts go to, keyed by src.
-    #[arg(long, requires = "brokers")]
+    #[arg(long, env = "WEIR_OUTPUT_TOPIC", requires = "brokers")]
     output_topic: Option<String>,
     /// Kafka mode: the topic dead letters go to.
-    #[arg(long, requires = "brokers")]
+    #[arg(long, env = "WEIR_DLQ_TOPIC", requires = "brokers")]
     dlq_topic: Option<String>,
     /// Kafka mode: the consumer group the workers share.
-    #[arg(long, requires = "brokers")]
+    #[arg(long, env = "WEIR_GROUP", requires = "brokers")]
     group: Option<String>,
     /// Kafka mode: static group membership (a stable pod name).
-    #[arg(long, requires = "brokers")]
+    #[arg(long, env = "WEIR_GROUP_INSTANCE_ID", requires = "brokers")]
     group_instance_id: Option<String>,
     /// Kafka mode: a librdkafka property for the consumer and producer
     /// (repeatable), e.g. security.protocol=ssl.
@@ -246,43 +256,45 @@ struct Args {
     )]
     producer_options: Vec<String>,
     /// Kafka mode: most time a revoke spends on final checkpoints, ms.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, env = "WEIR_REVOKE_DEADLINE_MS", default_value_t = 30_000)]
     revoke_deadline_ms: u64,
     /// Where RocksDB state lives.
-    #[arg(long)]
+    #[arg(long, env = "WEIR_STATE_DIR")]
     state_dir: PathBuf,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "WEIR_PARTITIONS", default_value_t = 4)]
     partitions: u32,
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "WEIR_WINDOW_SECS", default_value_t = 60)]
     window_secs: u64,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "WEIR_THRESHOLD", default_value_t = 5)]
     threshold: u32,
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, env = "WEIR_MAX_OUT_OF_ORDERNESS_MS", default_value_t = 5_000)]
     max_out_of_orderness_ms: u64,
     /// A partition without records this long follows processing time with
     /// its watermark, so windows close when input stops (0: never; then only
     /// later records, or the end of a file, close them).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "WEIR_IDLE_WATERMARK_MS", default_value_t = 10_000)]
     idle_watermark_ms: u64,
     /// Most key actors live at once (all partitions together).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, env = "WEIR_LIVE_ACTOR_CAP", default_value_t = 100_000)]
     live_actor_cap: usize,
     /// RocksDB memory budget (block cache and memtables), MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "WEIR_MEMORY_MIB", default_value_t = 64)]
     memory_mib: usize,
     /// Time between checkpoints, ms (0: only at shutdown and at the end).
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
     checkpoint_interval_ms: u64,
     /// Where checkpoints go: a directory or file:// URL (default:
     /// <state-dir>/snapshots).
-    #[arg(long)]
+    #[arg(long, env = "WEIR_CHECKPOINT_STORE")]
     checkpoint_store: Option<String>,
     /// Complete checkpoints kept in the store.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "WEIR_CHECKPOINT_RETAIN", default_value_t = 3)]
     checkpoint_retain: usize,
     /// Start from empty state when checkpoints exist but none is usable.
-    #[arg(long)]
+    #[arg(long, env = "WEIR_START_EMPTY")]
     start_empty: bool,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 fn dlq_path(output: &std::path::Path) -> PathBuf {
@@ -291,7 +303,7 @@ fn dlq_path(output: &std::path::Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-async fn run(args: Args) -> anyhow::Result<Report> {
+async fn run(args: Args, telemetry: &Telemetry) -> anyhow::Result<Report> {
     let store_url = args
         .checkpoint_store
         .clone()
@@ -303,6 +315,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     };
     let job = Job::new(processor)
         .settings(settings)
+        .telemetry(telemetry)
         .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()))
         .sink(JsonLines::file(output)?)
         .dead_letters(DeadLetterFile::file(dlq_path(output))?);
@@ -348,7 +361,7 @@ async fn shutdown() {
 }
 
 /// Kafka mode: one worker of the group, until SIGTERM or SIGINT.
-async fn run_kafka(args: Args) -> anyhow::Result<KafkaReport> {
+async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaReport> {
     let store_url = args
         .checkpoint_store
         .clone()
@@ -384,6 +397,7 @@ async fn run_kafka(args: Args) -> anyhow::Result<KafkaReport> {
     kafka.producer = pairs("producer-option", &args.producer_options)?;
     let job = KafkaJob::new(processor)
         .settings(settings)
+        .telemetry(telemetry)
         .kafka(kafka)
         .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()));
     forward_checkpoint_requests(job.checkpoint_trigger());
@@ -424,23 +438,19 @@ fn settings(args: &Args, store_url: &str) -> anyhow::Result<Settings> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let args = Args::parse();
+    // Logs (RUST_LOG, default warnings), metrics and, with
+    // OTEL_EXPORTER_OTLP_ENDPOINT set, OTLP export.
+    let telemetry = Telemetry::init(&args.telemetry, "warn")?;
     // Crash points of the checkpoint protocol, for the crash tests (only
     // with the `failpoints` feature; configured by FAILPOINTS).
     let _failpoints = fail::FailScenario::setup();
-    let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     if args.brokers.is_some() {
-        let r = runtime.block_on(run_kafka(args))?;
+        let r = runtime.block_on(run_kafka(args, &telemetry))?;
         eprintln!(
             "records={} dead_lettered={} seconds={:.3} records_per_sec={:.0} checkpoints={} checkpoint_failures={} assigned={} restored={} stopped=true",
             r.records,
@@ -454,7 +464,7 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let report = runtime.block_on(run(args))?;
+    let report = runtime.block_on(run(args, &telemetry))?;
     eprintln!(
         "records={} alerts={} dead_lettered={} late={} seconds={:.3} records_per_sec={:.0} restored_checkpoint={} checkpoints={} stopped={}",
         report.lines,

@@ -38,10 +38,11 @@ use weir_actors::PartitionCheckpoint;
 use weir_actors::SystemClock;
 use weir_state::snapshot::{
     self, MANIFEST_FORMAT_VERSION, PartitionSnapshot, UploadStats, choose_checkpoint,
-    list_checkpoints, load_manifest, manifest_key, restore_partition,
+    list_checkpoints, load_manifest, manifest_key, restore_partition_with,
 };
 use weir_state::{LocalDirStore, Manifest, SnapshotStore, StateEnv};
 
+use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
 /// Sink names in manifests.
@@ -137,6 +138,7 @@ pub(crate) struct Coordinator {
     requested: AtomicU64,
     status: tokio::sync::watch::Sender<Status>,
     uploads: Mutex<Option<mpsc::Sender<Ready>>>,
+    metrics: Metrics,
 }
 
 impl Coordinator {
@@ -146,6 +148,7 @@ impl Coordinator {
         partitions: u32,
         last_id: u64,
         settings: &CheckpointSettings,
+        metrics: &Metrics,
     ) -> Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Ready>();
         let status = tokio::sync::watch::Sender::new(Status {
@@ -160,6 +163,7 @@ impl Coordinator {
             requested: AtomicU64::new(0),
             status,
             uploads: Mutex::new(Some(tx)),
+            metrics: metrics.clone(),
         });
         let store = Arc::clone(&settings.store);
         let retain = settings.retain.max(1);
@@ -237,6 +241,7 @@ impl Coordinator {
             .clear();
         self.status.send_modify(|s| {
             if s.started > s.finished {
+                self.metrics.checkpoint_failed(s.started - s.finished);
                 s.failures += s.started - s.finished;
                 s.finished = s.started;
                 s.last_error = Some(reason.to_string());
@@ -294,7 +299,7 @@ impl Coordinator {
             let id = ready.id;
             let span = tracing::info_span!("checkpoint", checkpoint = id);
             let _enter = span.enter();
-            let result = upload(store, &ready, &mut known, retain);
+            let result = upload(store, &ready, &mut known, retain, &self.metrics);
             for part in &ready.parts {
                 let _ = std::fs::remove_dir_all(&part.dir);
             }
@@ -302,6 +307,14 @@ impl Coordinator {
                 s.finished = s.finished.max(id);
                 match &result {
                     Ok(stats) => {
+                        // The input a partition processed before the barrier
+                        // is now covered.
+                        for part in &ready.parts {
+                            self.metrics
+                                .partition(part.partition)
+                                .committed
+                                .store(part.records as i64, Ordering::Relaxed);
+                        }
                         s.completed = s.completed.max(id);
                         s.last_duration = ready.started.elapsed();
                         s.last_uploaded_bytes = stats.uploaded_bytes;
@@ -314,6 +327,7 @@ impl Coordinator {
                         );
                     }
                     Err(e) => {
+                        self.metrics.checkpoint_failed(1);
                         s.failures += 1;
                         s.last_error = Some(e.to_string());
                         tracing::warn!(error = %e, "checkpoint failed");
@@ -331,6 +345,7 @@ pub(crate) fn upload(
     ready: &Ready,
     known: &mut std::collections::HashMap<(u32, String, u64), u32>,
     retain: usize,
+    metrics: &Metrics,
 ) -> Result<UploadStats> {
     weir_actors::crash_point!("checkpoint-before-upload");
     let mut stats = UploadStats::default();
@@ -363,6 +378,11 @@ pub(crate) fn upload(
     weir_actors::crash_point!("checkpoint-before-prune");
     // The checkpoint is complete; pruning is housekeeping and a failure
     // there (an unreadable old manifest, say) must not fail it.
+    for part in &manifest.partitions {
+        let size = part.files.iter().map(|f| f.size).sum();
+        metrics.partition(part.partition).checkpointed(size);
+    }
+    metrics.checkpoint_completed(ready.started);
     if let Err(e) = snapshot::prune(store, retain) {
         tracing::warn!(error = %e, "pruning old checkpoints failed");
     }
@@ -412,9 +432,16 @@ pub(crate) fn recover(
     settings: &CheckpointSettings,
     env: &StateEnv,
     partitions: u32,
+    metrics: &Metrics,
 ) -> Result<Recovery> {
     let all: Vec<u32> = (0..partitions).collect();
-    restore_newest(settings.store.as_ref(), env, &all, settings.start_empty)
+    restore_newest(
+        settings.store.as_ref(),
+        env,
+        &all,
+        settings.start_empty,
+        metrics,
+    )
 }
 
 /// Restores the newest usable checkpoint of `store`, which must hold
@@ -426,8 +453,13 @@ pub(crate) fn restore_newest(
     env: &StateEnv,
     partitions: &[u32],
     start_empty: bool,
+    metrics: &Metrics,
 ) -> Result<Recovery> {
     let started = Instant::now();
+    let progress: Vec<_> = partitions.iter().map(|&p| metrics.partition(p)).collect();
+    for pm in &progress {
+        pm.restore_started();
+    }
     let ids = list_checkpoints(store)?;
     let highest = ids.last().copied().unwrap_or(0);
     // Restoring is the check (it verifies every checksum), so candidates
@@ -440,9 +472,13 @@ pub(crate) fn restore_newest(
                 "checkpoint {id} holds partitions {found:?}, expected {partitions:?}"
             )));
         }
+        let _span =
+            tracing::info_span!("restore", checkpoint = id, partitions = ?partitions).entered();
         let mut bytes = 0;
-        for part in &m.partitions {
-            bytes += restore_partition(store, part, &env.partition_dir(part.partition))?;
+        for (part, pm) in m.partitions.iter().zip(&progress) {
+            pm.restore_size(part.files.iter().map(|f| f.size).sum());
+            let dir = env.partition_dir(part.partition);
+            bytes += restore_partition_with(store, part, &dir, &mut |b| pm.restore_progress(b))?;
         }
         Ok((m, bytes))
     });

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
@@ -34,6 +35,7 @@ use crate::outlet::SinkOutlet;
 use crate::partitioner::partition_of;
 use crate::sink::Sink;
 use crate::source::Source;
+use crate::telemetry::{Advance, BatchDone, Metrics, PartitionMetrics, Telemetry};
 use crate::{Error, Result};
 
 /// A decoded input record: its key, event time and value.
@@ -201,6 +203,7 @@ pub struct Job<P: Processor> {
     dead_letters: Option<Box<dyn Sink<DeadLetter>>>,
     clock: Arc<dyn Clock>,
     trigger: CheckpointTrigger,
+    telemetry: Option<Telemetry>,
 }
 
 /// How the feed thread ended.
@@ -228,7 +231,15 @@ where
             dead_letters: None,
             clock: Arc::new(SystemClock),
             trigger: CheckpointTrigger::default(),
+            telemetry: None,
         }
+    }
+
+    /// Reports metrics to `telemetry` and serves its admin endpoints while
+    /// the job runs.
+    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.telemetry = Some(telemetry.clone());
+        self
     }
 
     /// Replaces all settings.
@@ -303,13 +314,30 @@ where
             .ok_or_else(|| Error::Config("the job has no dead-letter sink".into()))?;
         let settings = self.settings;
         let n = settings.partitions;
+        // Up first, so probes answer (not ready) during recovery.
+        let _admin = match &self.telemetry {
+            Some(t) => t.serve().await?,
+            None => None,
+        };
+        let metrics = self
+            .telemetry
+            .as_ref()
+            .map_or_else(Metrics::detached, |t| t.metrics().clone());
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         let _lock = lock_state_dir(&settings)?;
         check_layout(&settings, &n.to_string())?;
+        metrics.set_env(&env);
+        let progress: Vec<Arc<PartitionMetrics>> = (0..n)
+            .map(|p| {
+                let pm = metrics.set_owned(p, Some(env.partition_dir(p)));
+                pm.count_from_zero();
+                pm
+            })
+            .collect();
 
         // Recovery: restore the newest usable checkpoint, or start empty.
         let recovery = match &settings.checkpoints {
-            Some(c) => recover(c, &env, n)?,
+            Some(c) => recover(c, &env, n, &metrics)?,
             None => {
                 for p in 0..n {
                     env.reset_partition(p)?;
@@ -320,7 +348,7 @@ where
         let local_dir = clear_local_checkpoints(&settings)?;
         let (coordinator, uploader) = match &settings.checkpoints {
             Some(c) => {
-                let (coordinator, handle) = Coordinator::start(n, recovery.highest, c)?;
+                let (coordinator, handle) = Coordinator::start(n, recovery.highest, c, &metrics)?;
                 (Some(coordinator), Some(handle))
             }
             None => (None, None),
@@ -353,6 +381,7 @@ where
                 &self.clock,
                 outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
                 &local_dir,
+                &progress[p as usize],
             )
             .await?;
             actors.push(actor);
@@ -360,7 +389,8 @@ where
         }
 
         let startup = started.elapsed();
-        let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work");
+        metrics.set_started(true);
+        let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work", &metrics);
         let ticker = coordinator.as_ref().map(|c| {
             let c = Arc::clone(c);
             let trigger = self.trigger.clone();
@@ -389,6 +419,7 @@ where
             let stop = Arc::clone(&stop);
             let credits = settings.batch_credits;
             let runtime = tokio::runtime::Handle::current();
+            let metrics = metrics.clone();
             tokio::task::spawn_blocking(move || {
                 feed(
                     source,
@@ -400,6 +431,7 @@ where
                     &stop,
                     credits,
                     runtime,
+                    &metrics,
                 )
             })
         }
@@ -452,6 +484,8 @@ where
         }
         .await;
         watcher.abort();
+        // Finished or stopping: not ready any more.
+        metrics.set_shutting_down();
         for actor in &actors {
             actor.stop(None);
         }
@@ -474,6 +508,10 @@ where
         if let Some(h) = uploader {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
+        for p in 0..n {
+            metrics.set_owned(p, None);
+        }
+        metrics.set_started(false);
         if let Some(failure) = outlet.failure() {
             return Err(Error::Failed(failure));
         }
@@ -492,12 +530,15 @@ where
 pub(crate) fn watch_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
     next: &'static str,
+    metrics: &Metrics,
 ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
+    let metrics = metrics.clone();
     let watcher = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: {next}");
+        metrics.set_shutting_down();
         flag.store(true, Ordering::SeqCst);
     });
     (stop, watcher)
@@ -526,11 +567,19 @@ pub(crate) async fn spawn_partition<P: Processor>(
     clock: &Arc<dyn Clock>,
     outlet: Arc<dyn Outlet<P::Key, P::Out>>,
     checkpoint_dir: &std::path::Path,
+    progress: &PartitionMetrics,
 ) -> Result<(
     ActorRef<PartitionMsg<P::Key, P::In>>,
     tokio::task::JoinHandle<()>,
 )> {
     let store = env.open_partition(p)?;
+    let keys = store
+        .db()
+        .property_int_value("rocksdb.estimate-num-keys")
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    progress.restore_finished(keys);
     let core = PartitionCore::new(
         Arc::clone(processor),
         store,
@@ -546,6 +595,7 @@ pub(crate) async fn spawn_partition<P: Processor>(
         outlet,
         tick: settings.tick,
         checkpoint_dir: checkpoint_dir.to_path_buf(),
+        stats: Arc::clone(&progress.stats),
     };
     Actor::spawn(None, PartitionActor::<P>::default(), args)
         .await
@@ -684,11 +734,57 @@ fn add(total: &mut Counters, c: &Counters) {
     total.passivations += c.passivations;
 }
 
+/// What the reader thread hands the feed.
+enum Chunk {
+    Data(u64, Vec<u8>),
+    End,
+    Failed(Error),
+}
+
+/// How long the feed waits for input before it looks for barriers and
+/// shutdown requests.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// Chunks read ahead.
+const READ_AHEAD: usize = 2;
+
+/// Reads `source` on a thread of its own, so that a source that blocks
+/// (stdin with no input) never holds up barriers or shutdown. The thread
+/// ends when the input does or the feed stops taking chunks (or, blocked in
+/// a read, with the process).
+fn read_ahead(mut source: Box<dyn Source>) -> Result<Receiver<Chunk>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+    std::thread::Builder::new()
+        .name("weir-source".into())
+        .spawn(move || {
+            loop {
+                let mut buf = Vec::new();
+                let chunk = match source.next_chunk(&mut buf) {
+                    Ok(Some(base)) => Chunk::Data(base, buf),
+                    Ok(None) => Chunk::End,
+                    Err(e) => Chunk::Failed(Error::Io {
+                        what: format!("reading {}", source.describe()),
+                        source: e,
+                    }),
+                };
+                let last = !matches!(chunk, Chunk::Data(..));
+                if tx.send(chunk).is_err() || last {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Error::Io {
+            what: "starting the source thread".into(),
+            source: e,
+        })?;
+    Ok(rx)
+}
+
 /// The source loop: read chunks, decode lines, route records by key hash,
 /// inject requested barriers between chunks. Runs on a blocking thread.
 #[allow(clippy::too_many_arguments)]
 fn feed<K, V, O>(
-    mut source: Box<dyn Source>,
+    source: Box<dyn Source>,
     start: u64,
     decoder: Arc<dyn Decode<K, V>>,
     actors: &[ActorRef<PartitionMsg<K, V>>],
@@ -697,6 +793,7 @@ fn feed<K, V, O>(
     stop: &AtomicBool,
     credits: usize,
     runtime: tokio::runtime::Handle,
+    metrics: &Metrics,
 ) -> Result<FeedEnd>
 where
     K: KeyCodec + Send + 'static,
@@ -706,7 +803,7 @@ where
     let n = actors.len() as u32;
     let semaphores: Vec<Arc<Semaphore>> =
         (0..n).map(|_| Arc::new(Semaphore::new(credits))).collect();
-    let mut buf = Vec::new();
+    let chunks = read_ahead(source)?;
     let mut key_buf = Vec::with_capacity(64);
     let mut end = FeedEnd {
         lines: 0,
@@ -715,6 +812,7 @@ where
         stopped: false,
     };
     let mut batches: Vec<Vec<Envelope<K, V>>> = (0..n).map(|_| Vec::new()).collect();
+    let progress: Vec<Arc<PartitionMetrics>> = (0..n).map(|p| metrics.partition(p)).collect();
     loop {
         if outlet.has_failed() {
             break;
@@ -723,14 +821,22 @@ where
             end.stopped = true;
             break;
         }
-        let Some(base) = source.next_chunk(&mut buf).map_err(|e| Error::Io {
-            what: format!("reading {}", source.describe()),
-            source: e,
-        })?
-        else {
-            break;
+        let (base, buf) = match chunks.recv_timeout(IDLE_CHECK) {
+            Ok(Chunk::Data(base, buf)) => (base, buf),
+            Ok(Chunk::End) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Failed("the source thread stopped".into()));
+            }
+            Ok(Chunk::Failed(e)) => return Err(e),
+            // No input for a while: barriers still go in, between chunks.
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(id) = coordinator.and_then(Coordinator::take_request) {
+                    inject(actors, outlet, id, end.position)?;
+                }
+                continue;
+            }
         };
-        let data: Arc<[u8]> = Arc::from(buf.as_slice());
+        let data: Arc<[u8]> = Arc::from(buf);
         let mut dead = Vec::new();
         let mut start = 0usize;
         while start < data.len() {
@@ -771,6 +877,7 @@ where
         }
         end.position = base + data.len() as u64;
         if !dead.is_empty() {
+            metrics.unrouted(dead.len() as u64);
             outlet.feed_dead_letters(dead);
         }
         for (p, records) in batches.iter_mut().enumerate() {
@@ -780,12 +887,22 @@ where
             let permit = runtime
                 .block_on(Arc::clone(&semaphores[p]).acquire_owned())
                 .map_err(|_| Error::Actor("batch credits closed".into()))?;
+            let count = records.len() as u64;
+            let pm = &progress[p];
+            pm.read(count, 0);
+            pm.high_watermark.fetch_add(count as i64, Ordering::Relaxed);
+            let done = BatchDone {
+                metrics: metrics.clone(),
+                partition: Arc::clone(pm),
+                since: Instant::now(),
+                advance: Advance::By(count as i64),
+            };
             let batch = InputBatch {
                 data: Arc::clone(&data),
                 records: std::mem::take(records),
             };
             actors[p]
-                .cast(PartitionMsg::Batch(batch, Some(Box::new(permit))))
+                .cast(PartitionMsg::Batch(batch, Some(Box::new((permit, done)))))
                 .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
         }
         if let Some(id) = coordinator.and_then(Coordinator::take_request) {

@@ -129,6 +129,8 @@ pub struct PartitionCheckpoint {
     pub position: u64,
     pub watermark: i64,
     pub dir: PathBuf,
+    /// Records this core processed before the barrier.
+    pub records: u64,
 }
 
 /// What a partition has done so far.
@@ -480,6 +482,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             position,
             watermark: wm,
             dir: dir.to_path_buf(),
+            records: self.counters.records,
         })
     }
 

@@ -46,6 +46,7 @@ mod context;
 pub mod core;
 pub mod partition;
 mod processor;
+pub mod stats;
 mod testing;
 pub mod timers;
 pub mod watermark;
@@ -60,6 +61,7 @@ pub use partition::{
     BatchGuard, Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState,
 };
 pub use processor::{Key, ProcessError, Processor, TimeDomain, Timer, TimerName};
+pub use stats::PartitionStats;
 pub use testing::TestDriver;
 
 /// Everything that can go wrong in a partition.

@@ -15,6 +15,7 @@ use weir_state::{RocksStore, Store};
 
 use crate::core::{Counters, DeadLetter, InputBatch, PartitionCheckpoint, PartitionCore};
 use crate::processor::Processor;
+use crate::stats::PartitionStats;
 
 /// Where a partition delivers what it produced.
 pub trait Outlet<K, T>: Send + Sync + 'static {
@@ -60,6 +61,8 @@ pub struct PartitionArgs<P: Processor> {
     pub tick: Duration,
     /// Where local checkpoints (RocksDB checkpoint directories) are made.
     pub checkpoint_dir: std::path::PathBuf,
+    /// Where the partition's figures are published after every message.
+    pub stats: std::sync::Arc<PartitionStats>,
 }
 
 /// The actor owning one partition.
@@ -75,6 +78,8 @@ impl<P> Default for PartitionActor<P> {
 pub struct PartitionState<P: Processor> {
     args: PartitionArgs<P>,
     finished: bool,
+    /// The counters last published into `args.stats`.
+    published: Counters,
 }
 
 impl<P: Processor> PartitionActor<P> {
@@ -104,6 +109,7 @@ impl<P: Processor> Actor for PartitionActor<P> {
         Ok(PartitionState {
             args,
             finished: false,
+            published: Counters::default(),
         })
     }
 
@@ -144,6 +150,13 @@ impl<P: Processor> Actor for PartitionActor<P> {
             }
         };
         Self::deliver(args);
+        let core = &args.core;
+        args.stats.publish(
+            &mut state.published,
+            &core.counters(),
+            core.live_keys(),
+            core.pending_timers(),
+        );
         if let Err(e) = &result {
             args.outlet.failed(args.core.partition(), e);
         }
@@ -161,6 +174,10 @@ impl<P: Processor> Actor for PartitionActor<P> {
             state.args.core.passivate_all()?;
             state.args.core.store_mut().flush()?;
         }
+        let core = &state.args.core;
+        let stats = &state.args.stats;
+        stats.publish(&mut state.published, &core.counters(), 0, 0);
+        stats.clear_levels();
         Ok(())
     }
 }

@@ -71,6 +71,7 @@ use crate::job::{
     spawn_partition, watch_shutdown,
 };
 use crate::outlet::Failure;
+use crate::telemetry::{Advance, BatchDone, Metrics, PartitionMetrics, Rebalance, Telemetry};
 use crate::{Error, Result};
 
 /// The bytes a processor key is written as in an output record's key.
@@ -206,12 +207,11 @@ impl Lag {
     }
 }
 
-/// Live progress of one owned partition (`-1`: unknown).
+/// Live progress of one owned partition.
 struct Progress {
     partition: i32,
-    high_watermark: AtomicI64,
-    committed: AtomicI64,
-    processed: AtomicI64,
+    /// Its positions (`-1`: unknown) and other figures.
+    m: Arc<PartitionMetrics>,
     /// Set once the first batch after assignment was processed.
     first_done: AtomicBool,
     /// When this worker started, and whether the partition was restored
@@ -227,9 +227,9 @@ impl Progress {
         let get = |a: &AtomicI64| Some(a.load(Ordering::Relaxed)).filter(|v| *v >= 0);
         Lag {
             partition: self.partition,
-            high_watermark: get(&self.high_watermark),
-            committed: get(&self.committed),
-            processed: get(&self.processed),
+            high_watermark: get(&self.m.high_watermark),
+            committed: get(&self.m.committed),
+            processed: get(&self.m.processed),
         }
     }
 }
@@ -262,17 +262,17 @@ impl LagHandle {
     }
 }
 
-/// Dropped when a batch is processed: frees its credit, records progress.
+/// Dropped when a batch is processed: frees its credit, records progress
+/// (through `done`, dropped after this).
 struct Processed {
     progress: Arc<Progress>,
-    offset: i64,
+    _done: BatchDone,
     _credit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Processed {
     fn drop(&mut self) {
         let p = &self.progress;
-        p.processed.fetch_max(self.offset, Ordering::Relaxed);
         if p.restored && !p.first_done.swap(true, Ordering::Relaxed) {
             let ms = p.joined.elapsed().as_millis() as u64;
             p.first_restored_ms.fetch_min(ms, Ordering::Relaxed);
@@ -418,6 +418,7 @@ struct Uploader {
     topic: String,
     retain: usize,
     delivery_timeout: Duration,
+    metrics: Metrics,
 }
 
 fn upload_loop(
@@ -432,6 +433,7 @@ fn upload_loop(
         topic,
         retain,
         delivery_timeout,
+        metrics,
     } = u;
     // Checksums of files already uploaded, per partition and assignment: a
     // partition restored anew may reuse file names for other content.
@@ -464,9 +466,13 @@ fn upload_loop(
                 started,
             };
             let store = partition_store(&root, &topic, partition);
-            let r = upload(&store, &ready, &mut known, retain.max(1));
+            let r = upload(&store, &ready, &mut known, retain.max(1), &metrics);
             (r.map(|_| ()).map_err(|e| e.to_string()), false)
         };
+        // A checkpoint of a partition released meanwhile is moot, not failed.
+        if result.is_err() && (fatal || current()) {
+            metrics.checkpoint_failed(1);
+        }
         let _ = std::fs::remove_dir_all(&dir);
         let _ = done.send(Done {
             partition,
@@ -527,6 +533,7 @@ struct Worker<P: Processor> {
     live: Live,
     generations: u64,
     lag: LagHandle,
+    metrics: Metrics,
     done: mpsc::Receiver<Done>,
     /// Completed checkpoints' offsets not committed yet.
     to_commit: BTreeMap<i32, i64>,
@@ -604,6 +611,7 @@ where
             },
         };
         self.report.decode_errors += 1;
+        o.progress.m.read(1, 1);
         self.outlet.send_dead_letters(&[DeadLetter {
             partition: Some(partition as u32),
             position: Some(offset as u64),
@@ -630,9 +638,15 @@ where
                 for r in &mut o.records {
                     r.raw = r.raw.start - end..r.raw.end - end;
                 }
+                o.progress.m.read(records.len() as u64, 0);
                 let guard = Processed {
                     progress: Arc::clone(&o.progress),
-                    offset: records.last().map_or(0, |r| r.position as i64 + 1),
+                    _done: BatchDone {
+                        metrics: self.metrics.clone(),
+                        partition: Arc::clone(&o.progress.m),
+                        since: Instant::now(),
+                        advance: Advance::To(records.last().map_or(0, |r| r.position as i64 + 1)),
+                    },
                     _credit: credit,
                 };
                 let batch = InputBatch { data, records };
@@ -748,7 +762,7 @@ where
                 let progress = lock(&self.lag.0);
                 for (p, offset) in std::mem::take(&mut self.to_commit) {
                     if let Some(pr) = progress.get(&p) {
-                        pr.committed.fetch_max(offset, Ordering::Relaxed);
+                        pr.m.committed.fetch_max(offset, Ordering::Relaxed);
                     }
                 }
             }
@@ -816,6 +830,7 @@ where
             lock(&self.lag.0).remove(&p);
             o.actor.stop(None);
             let _ = self.runtime.block_on(o.handle);
+            self.metrics.set_owned(p as u32, None);
             tracing::info!(partition = p, lost, "partition released");
         }
     }
@@ -831,6 +846,14 @@ where
     /// the offsets to start from (`None`: the group's committed offset).
     fn assign(&mut self, partitions: &[i32]) -> BTreeMap<i32, Option<i64>> {
         let started = Instant::now();
+        // Owned (and restoring, so not ready) from now on.
+        let progress: BTreeMap<i32, Arc<PartitionMetrics>> = partitions
+            .iter()
+            .map(|&p| {
+                let dir = self.env.partition_dir(p as u32);
+                (p, self.metrics.set_owned(p as u32, Some(dir)))
+            })
+            .collect();
         let restored: Vec<(i32, Result<crate::checkpoint::Recovery>)> = std::thread::scope(|s| {
             let handles: Vec<_> = partitions
                 .iter()
@@ -838,9 +861,12 @@ where
                     let store = partition_store(&self.store, &self.kafka.input_topic, p);
                     let env = &self.env;
                     let start_empty = self.start_empty;
+                    let metrics = &self.metrics;
                     (
                         p,
-                        s.spawn(move || restore_newest(&store, env, &[p as u32], start_empty)),
+                        s.spawn(move || {
+                            restore_newest(&store, env, &[p as u32], start_empty, metrics)
+                        }),
                     )
                 })
                 .collect();
@@ -886,6 +912,7 @@ where
                 &self.clock,
                 outlet as Arc<dyn Outlet<P::Key, P::Out>>,
                 &local_dir,
+                &progress[&p],
             ));
             let (actor, handle) = match spawned {
                 Ok(s) => s,
@@ -895,11 +922,11 @@ where
                     continue;
                 }
             };
+            let m = Arc::clone(&progress[&p]);
+            m.processed.store(position.unwrap_or(-1), Ordering::Relaxed);
             let progress = Arc::new(Progress {
                 partition: p,
-                high_watermark: AtomicI64::new(-1),
-                committed: AtomicI64::new(-1),
-                processed: AtomicI64::new(position.unwrap_or(-1)),
+                m,
                 first_done: AtomicBool::new(false),
                 joined: self.joined,
                 restored: position.is_some(),
@@ -986,7 +1013,7 @@ where
             if let Some(pr) = progress.get(&p)
                 && hi >= 0
             {
-                pr.high_watermark.store(hi, Ordering::Relaxed);
+                pr.m.high_watermark.store(hi, Ordering::Relaxed);
             }
         }
         drop(progress);
@@ -1045,6 +1072,7 @@ where
         let _enter = span.enter();
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                w.metrics.rebalanced(Rebalance::Assigned);
                 for (p, offset) in w.assign(&mine) {
                     if let Some(offset) = offset
                         && let Err(e) =
@@ -1065,6 +1093,11 @@ where
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
+                w.metrics.rebalanced(if lost {
+                    Rebalance::Lost
+                } else {
+                    Rebalance::Revoked
+                });
                 w.revoke(consumer, &mine, lost);
                 if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -1074,6 +1107,7 @@ where
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed; releasing every partition");
+                w.metrics.rebalanced(Rebalance::Lost);
                 w.release_all(consumer, true);
                 consumer.unassign()
             }
@@ -1095,6 +1129,7 @@ pub struct KafkaJob<P: Processor> {
     clock: Arc<dyn Clock>,
     trigger: CheckpointTrigger,
     lag: LagHandle,
+    telemetry: Option<Telemetry>,
 }
 
 impl<P: Processor> KafkaJob<P>
@@ -1112,7 +1147,15 @@ where
             clock: Arc::new(SystemClock),
             trigger: CheckpointTrigger::default(),
             lag: LagHandle::default(),
+            telemetry: None,
         }
+    }
+
+    /// Reports metrics to `telemetry` and serves its admin endpoints while
+    /// the job runs.
+    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.telemetry = Some(telemetry.clone());
+        self
     }
 
     /// Replaces the job settings (`partitions` is taken from the topic;
@@ -1158,6 +1201,14 @@ where
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<KafkaReport> {
         let started = Instant::now();
+        let _admin = match &self.telemetry {
+            Some(t) => t.serve().await?,
+            None => None,
+        };
+        let metrics = self
+            .telemetry
+            .as_ref()
+            .map_or_else(Metrics::detached, |t| t.metrics().clone());
         let kafka = self
             .kafka
             .ok_or_else(|| Error::Config("the job has no Kafka settings".into()))?;
@@ -1207,7 +1258,12 @@ where
             &producer_config,
         )?);
 
-        let (stop, watcher) = watch_shutdown(shutdown, "final checkpoints, then leaving the group");
+        let (stop, watcher) = watch_shutdown(
+            shutdown,
+            "final checkpoints, then leaving the group",
+            &metrics,
+        );
+        let job_metrics = metrics.clone();
         let runtime = tokio::runtime::Handle::current();
         let processor = Arc::new(self.processor);
         let clock = self.clock;
@@ -1241,6 +1297,7 @@ where
             let _lock = lock_state_dir(&settings)?;
             check_layout(&settings, &format!("kafka:{}", kafka.input_topic))?;
             let local_dir = clear_local_checkpoints(&settings)?;
+            metrics.set_env(&env);
 
             let (uploads_tx, uploads_rx) = mpsc::channel();
             let (done_tx, done_rx) = mpsc::channel();
@@ -1259,6 +1316,7 @@ where
                     topic: kafka.input_topic.clone(),
                     retain: checkpoints.retain,
                     delivery_timeout: kafka.delivery_timeout,
+                    metrics: metrics.clone(),
                 };
                 std::thread::Builder::new()
                     .name("weir-upload".into())
@@ -1284,6 +1342,7 @@ where
                 live,
                 generations: 0,
                 lag,
+                metrics: metrics.clone(),
                 done: done_rx,
                 to_commit: BTreeMap::new(),
                 joined: started,
@@ -1294,6 +1353,7 @@ where
                 .subscribe(&[&kafka.input_topic])
                 .map_err(|e| Error::Kafka(format!("subscribing to {}: {e}", kafka.input_topic)))?;
             tracing::info!(topic = %kafka.input_topic, group = %kafka.group, partitions, "joined the group");
+            metrics.set_started(true);
 
             let outcome = poll_loop(&consumer, &stop, interval, &trigger);
             // Final checkpoints of everything still owned, then leave.
@@ -1320,6 +1380,7 @@ where
         .await
         .map_err(|e| Error::Actor(format!("poll thread failed: {e}")))?;
         watcher.abort();
+        job_metrics.set_started(false);
         let mut report = result?;
         report.elapsed = started.elapsed();
         Ok(report)

@@ -28,6 +28,8 @@ impl Default for MemoryBudget {
 }
 
 /// Shared RocksDB resources and the root directory of partition instances.
+/// Clones share the cache and memtable budget.
+#[derive(Clone)]
 pub struct StateEnv {
     root: PathBuf,
     cache: Cache,

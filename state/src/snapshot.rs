@@ -296,6 +296,17 @@ pub fn restore_partition(
     part: &PartitionSnapshot,
     dest: &Path,
 ) -> Result<u64> {
+    restore_partition_with(store, part, dest, &mut |_| {})
+}
+
+/// [`restore_partition`], telling `progress` the size of each file once it
+/// is in and verified.
+pub fn restore_partition_with(
+    store: &dyn SnapshotStore,
+    part: &PartitionSnapshot,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
     if dest.exists() {
         fs::remove_dir_all(dest).map_err(|e| io_err(dest, e))?;
     }
@@ -312,6 +323,7 @@ pub fn restore_partition(
             )));
         }
         bytes += size;
+        progress(size);
     }
     Ok(bytes)
 }

@@ -1,0 +1,540 @@
+//! The figures a running job keeps for its metrics, and their export.
+//!
+//! Hot paths only touch atomics: a partition actor publishes its counters
+//! once per message ([`PartitionStats`]), the input side adds per batch, and
+//! a batch's latency is recorded once when it is processed. The
+//! OpenTelemetry instruments are asynchronous: their callbacks read the
+//! atomics when a reader (the Prometheus scrape, the OTLP exporter)
+//! collects, and only then is the partition map locked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter};
+use weir_actors::PartitionStats;
+use weir_state::StateEnv;
+
+use super::names::{self, Kind, Metric};
+
+/// One partition's figures (kept after the partition leaves the process, so
+/// its counters never go backwards).
+#[derive(Debug)]
+pub struct PartitionMetrics {
+    /// What the partition's actor publishes.
+    pub(crate) stats: Arc<PartitionStats>,
+    owned: AtomicBool,
+    /// Input positions ("next to read"; -1: unknown). For Kafka these are
+    /// offsets; for file input, counts of records routed to the partition.
+    pub(crate) high_watermark: AtomicI64,
+    pub(crate) committed: AtomicI64,
+    pub(crate) processed: AtomicI64,
+    /// Records read for the partition and records that did not decode.
+    pub(crate) records_in: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    /// When the last checkpoint completed (or the partition started, before
+    /// one did), ms since the epoch.
+    checkpoint_at_ms: AtomicI64,
+    checkpoint_size: AtomicU64,
+    restoring: AtomicBool,
+    restore_began_ms: AtomicI64,
+    restore_ms: AtomicU64,
+    restore_bytes: AtomicU64,
+    restore_total: AtomicU64,
+    restore_keys: AtomicU64,
+    /// Where its RocksDB instance lives, for the disk size.
+    dir: Mutex<Option<PathBuf>>,
+}
+
+impl PartitionMetrics {
+    fn new() -> Self {
+        Self {
+            stats: Arc::default(),
+            owned: AtomicBool::new(false),
+            high_watermark: AtomicI64::new(-1),
+            committed: AtomicI64::new(-1),
+            processed: AtomicI64::new(-1),
+            records_in: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            checkpoint_at_ms: AtomicI64::new(now_ms()),
+            checkpoint_size: AtomicU64::new(0),
+            restoring: AtomicBool::new(false),
+            restore_began_ms: AtomicI64::new(0),
+            restore_ms: AtomicU64::new(0),
+            restore_bytes: AtomicU64::new(0),
+            restore_total: AtomicU64::new(0),
+            restore_keys: AtomicU64::new(0),
+            dir: Mutex::new(None),
+        }
+    }
+
+    /// `n` records read for the partition, `bad` of them undecodable.
+    pub(crate) fn read(&self, n: u64, bad: u64) {
+        self.records_in.fetch_add(n, Ordering::Relaxed);
+        if bad > 0 {
+            self.decode_errors.fetch_add(bad, Ordering::Relaxed);
+        }
+    }
+
+    /// Positions count records from 0 (file input, where the high
+    /// watermark is what was routed to the partition).
+    pub(crate) fn count_from_zero(&self) {
+        for a in [&self.high_watermark, &self.committed, &self.processed] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A restore begins (its size is not known yet).
+    pub(crate) fn restore_started(&self) {
+        self.restore_began_ms.store(now_ms(), Ordering::Relaxed);
+        self.restoring.store(true, Ordering::Relaxed);
+        self.restore_total.store(0, Ordering::Relaxed);
+        self.restore_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// The restore needs `total` bytes (from the start again, when an
+    /// earlier checkpoint is tried after a broken one).
+    pub(crate) fn restore_size(&self, total: u64) {
+        self.restore_total.store(total, Ordering::Relaxed);
+        self.restore_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// `bytes` more of the restore are in.
+    pub(crate) fn restore_progress(&self, bytes: u64) {
+        self.restore_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The restore ended: the state is open, with about `keys` keys.
+    pub(crate) fn restore_finished(&self, keys: u64) {
+        let began = self.restore_began_ms.load(Ordering::Relaxed);
+        let took = if began > 0 { now_ms() - began } else { 0 };
+        self.restore_ms.store(took.max(0) as u64, Ordering::Relaxed);
+        self.restore_keys.store(keys, Ordering::Relaxed);
+        self.restoring.store(false, Ordering::Relaxed);
+    }
+
+    /// A checkpoint holding `size` bytes of this partition completed.
+    pub(crate) fn checkpointed(&self, size: u64) {
+        self.checkpoint_size.store(size, Ordering::Relaxed);
+        self.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn lag(&self, of: &AtomicI64) -> Option<f64> {
+        let hw = self.high_watermark.load(Ordering::Relaxed);
+        let at = of.load(Ordering::Relaxed);
+        (hw >= 0).then(|| (hw - at.max(0)).max(0) as f64)
+    }
+}
+
+/// How a processed batch moves its partition's processed position.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Advance {
+    /// By this many records (file input counts records).
+    By(i64),
+    /// Up to this offset (Kafka).
+    To(i64),
+}
+
+/// Dropped when its batch was processed: records the batch's latency and
+/// the partition's progress. One per batch, so nothing per record.
+pub(crate) struct BatchDone {
+    pub(crate) metrics: Metrics,
+    pub(crate) partition: Arc<PartitionMetrics>,
+    pub(crate) since: Instant,
+    pub(crate) advance: Advance,
+}
+
+impl Drop for BatchDone {
+    fn drop(&mut self) {
+        let processed = &self.partition.processed;
+        match self.advance {
+            Advance::By(n) => processed.fetch_add(n, Ordering::Relaxed),
+            Advance::To(offset) => processed.fetch_max(offset, Ordering::Relaxed),
+        };
+        self.metrics.processed_batch(self.since);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Total size of the files under `dir` (not following links).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The rebalance events counted in `weir_rebalances_total`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rebalance {
+    Assigned = 0,
+    Revoked = 1,
+    Lost = 2,
+}
+
+/// The `partition` label of input that has none (see [`Metrics::unrouted`]).
+pub const UNROUTED: &str = "unrouted";
+
+const REBALANCE_KINDS: [&str; 3] = ["assigned", "revoked", "lost"];
+
+#[derive(Default)]
+struct Inner {
+    partitions: Mutex<BTreeMap<u32, Arc<PartitionMetrics>>>,
+    latency: Option<Histogram<f64>>,
+    checkpoint_duration: Option<Histogram<f64>>,
+    checkpoints: AtomicU64,
+    checkpoint_failures: AtomicU64,
+    /// Input that could not be routed to a partition (undecodable lines of
+    /// file input, whose key is unknown).
+    unrouted: AtomicU64,
+    rebalances: [AtomicU64; 3],
+    /// A job is running and has its partitions up.
+    started: AtomicBool,
+    shutting_down: AtomicBool,
+    env: Mutex<Option<StateEnv>>,
+}
+
+/// A process's metrics: what jobs update, what the exporters read. Cheap to
+/// clone. [`Metrics::detached`] keeps the figures without exporting them.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Buckets of the processing latency histogram, seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Buckets of the checkpoint duration histogram, seconds.
+const CHECKPOINT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+impl Metrics {
+    /// Figures kept but exported nowhere.
+    pub fn detached() -> Self {
+        Self::default()
+    }
+
+    /// Figures exported through `meter`'s instruments.
+    pub fn register(meter: &Meter) -> Self {
+        let histogram = |m: Metric, buckets: &[f64]| {
+            meter
+                .f64_histogram(m.instrument())
+                .with_description(m.help)
+                .with_boundaries(buckets.to_vec())
+                .build()
+        };
+        let metrics = Self(Arc::new(Inner {
+            latency: Some(histogram(names::PROCESSING_LATENCY, LATENCY_BUCKETS)),
+            checkpoint_duration: Some(histogram(names::CHECKPOINT_DURATION, CHECKPOINT_BUCKETS)),
+            ..Inner::default()
+        }));
+        metrics.observe_partitions(meter);
+        metrics.observe_process(meter);
+        metrics
+    }
+
+    /// Registers a callback reporting `value` of every partition (every one
+    /// seen for counters, owned ones for gauges).
+    fn per_partition(
+        &self,
+        meter: &Meter,
+        m: Metric,
+        value: impl Fn(&PartitionMetrics) -> Option<f64> + Send + Sync + 'static,
+    ) {
+        let inner = Arc::clone(&self.0);
+        let each = move |emit: &mut dyn FnMut(f64, &[KeyValue])| {
+            let partitions: Vec<_> = lock(&inner.partitions)
+                .iter()
+                .map(|(p, m)| (*p, Arc::clone(m)))
+                .collect();
+            for (p, pm) in partitions {
+                if m.kind == Kind::Gauge && !pm.owned.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if let Some(v) = value(&pm) {
+                    emit(v, &[KeyValue::new("partition", p.to_string())]);
+                }
+            }
+            let unrouted = inner.unrouted.load(Ordering::Relaxed);
+            if unrouted > 0
+                && (m.name == names::RECORDS_IN.name || m.name == names::DEAD_LETTERED.name)
+            {
+                emit(unrouted as f64, &[KeyValue::new("partition", UNROUTED)]);
+            }
+        };
+        match m.kind {
+            Kind::Counter => {
+                meter
+                    .u64_observable_counter(m.instrument())
+                    .with_description(m.help)
+                    .with_callback(move |o| each(&mut |v, attrs| o.observe(v as u64, attrs)))
+                    .build();
+            }
+            _ => {
+                meter
+                    .f64_observable_gauge(m.instrument())
+                    .with_description(m.help)
+                    .with_callback(move |o| each(&mut |v, attrs| o.observe(v, attrs)))
+                    .build();
+            }
+        }
+    }
+
+    fn observe_partitions(&self, meter: &Meter) {
+        let stat = |f: fn(&PartitionStats) -> &AtomicU64| {
+            move |pm: &PartitionMetrics| Some(PartitionStats::get(f(&pm.stats)) as f64)
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        self.per_partition(meter, names::LAG_COMMITTED, |pm| pm.lag(&pm.committed));
+        self.per_partition(meter, names::LAG_PROCESSED, |pm| pm.lag(&pm.processed));
+        self.per_partition(meter, names::RECORDS_IN, move |pm| {
+            Some(load(&pm.records_in))
+        });
+        self.per_partition(meter, names::RECORDS_OUT, stat(|s| &s.emitted));
+        self.per_partition(meter, names::DEAD_LETTERED, move |pm| {
+            Some(load(&pm.decode_errors) + load(&pm.stats.dead_lettered))
+        });
+        self.per_partition(meter, names::LATE, stat(|s| &s.late));
+        self.per_partition(meter, names::LIVE_ACTORS, stat(|s| &s.live_keys));
+        self.per_partition(meter, names::PASSIVATIONS, stat(|s| &s.passivations));
+        self.per_partition(meter, names::PENDING_TIMERS, stat(|s| &s.pending_timers));
+        self.per_partition(meter, names::CHECKPOINT_SIZE, move |pm| {
+            Some(load(&pm.checkpoint_size))
+        });
+        self.per_partition(meter, names::CHECKPOINT_AGE, |pm| {
+            let at = pm.checkpoint_at_ms.load(Ordering::Relaxed);
+            Some((now_ms() - at).max(0) as f64 / 1000.0)
+        });
+        self.per_partition(meter, names::RESTORE_DURATION, move |pm| {
+            Some(load(&pm.restore_ms) / 1000.0)
+        });
+        self.per_partition(meter, names::RESTORE_BYTES, move |pm| {
+            Some(load(&pm.restore_bytes))
+        });
+        self.per_partition(meter, names::RESTORE_TOTAL_BYTES, move |pm| {
+            Some(load(&pm.restore_total))
+        });
+        self.per_partition(meter, names::RESTORE_KEYS, move |pm| {
+            Some(load(&pm.restore_keys))
+        });
+        self.per_partition(meter, names::DISK, |pm| {
+            let dir = lock(&pm.dir).clone()?;
+            Some(dir_size(&dir) as f64)
+        });
+    }
+
+    fn observe_process(&self, meter: &Meter) {
+        let gauge = |m: Metric, value: Box<dyn Fn(&Inner) -> f64 + Send + Sync>| {
+            let inner = Arc::clone(&self.0);
+            meter
+                .f64_observable_gauge(m.instrument())
+                .with_description(m.help)
+                .with_callback(move |o| o.observe(value(&inner), &[]))
+                .build();
+        };
+        let counter = |m: Metric, value: fn(&Inner) -> &AtomicU64| {
+            let inner = Arc::clone(&self.0);
+            meter
+                .u64_observable_counter(m.instrument())
+                .with_description(m.help)
+                .with_callback(move |o| o.observe(value(&inner).load(Ordering::Relaxed), &[]))
+                .build();
+        };
+        counter(names::CHECKPOINTS, |i| &i.checkpoints);
+        counter(names::CHECKPOINT_FAILURES, |i| &i.checkpoint_failures);
+        let owned = |i: &Inner, restoring: bool| {
+            lock(&i.partitions)
+                .values()
+                .filter(|p| p.owned.load(Ordering::Relaxed))
+                .filter(|p| !restoring || p.restoring.load(Ordering::Relaxed))
+                .count() as f64
+        };
+        gauge(
+            names::PARTITIONS_ASSIGNED,
+            Box::new(move |i| owned(i, false)),
+        );
+        gauge(
+            names::PARTITIONS_RESTORING,
+            Box::new(move |i| owned(i, true)),
+        );
+        gauge(names::READY, Box::new(|i| f64::from(u8::from(ready(i)))));
+        let memory = |f: fn(&StateEnv) -> usize| {
+            Box::new(move |i: &Inner| lock(&i.env).as_ref().map_or(0.0, |e| f(e) as f64))
+        };
+        gauge(names::BLOCK_CACHE, memory(StateEnv::cache_usage));
+        gauge(names::MEMTABLES, memory(StateEnv::memtable_usage));
+        let inner = Arc::clone(&self.0);
+        meter
+            .u64_observable_counter(names::REBALANCES.instrument())
+            .with_description(names::REBALANCES.help)
+            .with_callback(move |o| {
+                for (kind, n) in REBALANCE_KINDS.iter().zip(&inner.rebalances) {
+                    o.observe(n.load(Ordering::Relaxed), &[KeyValue::new("kind", *kind)]);
+                }
+            })
+            .build();
+    }
+
+    /// Partition `p`'s figures (created on first use).
+    pub(crate) fn partition(&self, p: u32) -> Arc<PartitionMetrics> {
+        Arc::clone(
+            lock(&self.0.partitions)
+                .entry(p)
+                .or_insert_with(|| Arc::new(PartitionMetrics::new())),
+        )
+    }
+
+    /// Partition `p` is now owned here (its instance in `dir`), or not.
+    pub(crate) fn set_owned(&self, p: u32, dir: Option<PathBuf>) -> Arc<PartitionMetrics> {
+        let pm = self.partition(p);
+        let owned = dir.is_some();
+        *lock(&pm.dir) = dir;
+        if owned {
+            pm.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
+            for a in [&pm.high_watermark, &pm.committed, &pm.processed] {
+                a.store(-1, Ordering::Relaxed);
+            }
+        } else {
+            pm.restoring.store(false, Ordering::Relaxed);
+            pm.stats.clear_levels();
+        }
+        pm.owned.store(owned, Ordering::Relaxed);
+        pm
+    }
+
+    /// The RocksDB environment whose memory is reported.
+    pub(crate) fn set_env(&self, env: &StateEnv) {
+        *lock(&self.0.env) = Some(env.clone());
+    }
+
+    /// A job's partitions are up (`true`) or it ended (`false`).
+    pub(crate) fn set_started(&self, started: bool) {
+        self.0.started.store(started, Ordering::SeqCst);
+        if started {
+            self.0.shutting_down.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Shutdown was requested: not ready any more.
+    pub(crate) fn set_shutting_down(&self) {
+        self.0.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every owned partition is restored and no shutdown is under
+    /// way (what `/readyz` answers).
+    pub fn ready(&self) -> bool {
+        ready(&self.0)
+    }
+
+    /// A batch handed over at `since` was processed.
+    pub(crate) fn processed_batch(&self, since: Instant) {
+        if let Some(h) = &self.0.latency {
+            h.record(since.elapsed().as_secs_f64(), &[]);
+        }
+    }
+
+    /// A checkpoint begun at `started` completed.
+    pub(crate) fn checkpoint_completed(&self, started: Instant) {
+        self.0.checkpoints.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = &self.0.checkpoint_duration {
+            h.record(started.elapsed().as_secs_f64(), &[]);
+        }
+    }
+
+    /// A checkpoint failed or was abandoned.
+    pub(crate) fn checkpoint_failed(&self, n: u64) {
+        self.0.checkpoint_failures.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` input records did not decode and have no partition.
+    pub(crate) fn unrouted(&self, n: u64) {
+        self.0.unrouted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A rebalance event.
+    pub(crate) fn rebalanced(&self, kind: Rebalance) {
+        self.0.rebalances[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn ready(i: &Inner) -> bool {
+    i.started.load(Ordering::SeqCst)
+        && !i.shutting_down.load(Ordering::SeqCst)
+        && !lock(&i.partitions)
+            .values()
+            .any(|p| p.owned.load(Ordering::Relaxed) && p.restoring.load(Ordering::Relaxed))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_needs_a_high_watermark_and_never_goes_negative() {
+        let m = Metrics::detached();
+        let pm = m.set_owned(3, Some(PathBuf::from("/nonexistent")));
+        assert_eq!(pm.lag(&pm.committed), None);
+        pm.high_watermark.store(100, Ordering::Relaxed);
+        assert_eq!(pm.lag(&pm.committed), Some(100.0));
+        pm.committed.store(40, Ordering::Relaxed);
+        pm.processed.store(120, Ordering::Relaxed);
+        assert_eq!(pm.lag(&pm.committed), Some(60.0));
+        assert_eq!(pm.lag(&pm.processed), Some(0.0));
+    }
+
+    #[test]
+    fn ready_only_when_started_restored_and_not_stopping() {
+        let m = Metrics::detached();
+        assert!(!m.ready(), "nothing started yet");
+        m.set_started(true);
+        assert!(m.ready());
+        let pm = m.set_owned(0, Some(PathBuf::from("/nonexistent")));
+        pm.restore_started();
+        pm.restore_size(10);
+        assert!(!m.ready(), "partition 0 is restoring");
+        pm.restore_progress(10);
+        pm.restore_finished(2);
+        assert!(m.ready());
+        assert_eq!(pm.restore_keys.load(Ordering::Relaxed), 2);
+        pm.restore_started();
+        m.set_owned(0, None);
+        assert!(m.ready(), "a released partition does not count");
+        m.set_shutting_down();
+        assert!(!m.ready());
+    }
+
+    #[test]
+    fn disk_size_adds_nested_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(dir_size(dir.path()), 15);
+    }
+}
