@@ -477,6 +477,8 @@ pub(crate) fn restore_newest(
         let mut bytes = 0;
         for (part, pm) in m.partitions.iter().zip(&progress) {
             pm.restore_size(part.files.iter().map(|f| f.size).sum());
+            // Tests slow restores down here (`restore-partition=sleep(ms)`).
+            fail::fail_point!("restore-partition");
             let dir = env.partition_dir(part.partition);
             bytes += restore_partition_with(store, part, &dir, &mut |b| pm.restore_progress(b))?;
         }

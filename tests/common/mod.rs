@@ -2,6 +2,7 @@
 //! CEF data set with its reference alerts, and running the example.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod broker;
 pub mod kafka;
 pub mod server;
