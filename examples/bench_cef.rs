@@ -3,7 +3,12 @@
 //! ```text
 //! cargo run --release --example bench_cef                 # 1M events, 10k and 1M keys
 //! cargo run --release --example bench_cef -- --events N --keys K [--one]
+//! cargo run --release --example bench_cef -- --metrics-compare 5   # metrics on vs off
 //! ```
+//! With `--metrics` the job reports to a `Telemetry` whose admin server a
+//! thread scrapes every second, as Prometheus would; `--metrics-compare N`
+//! runs N rounds of the same configuration without and with it,
+//! alternating, and prints the medians.
 //! Each configuration runs in a child process of its own, so its peak RSS
 //! (VmHWM) is its own. Figures go to BENCHMARKS.md.
 
@@ -35,6 +40,38 @@ struct Args {
     /// Checkpoint every N ms into a local snapshot store (0: off).
     #[arg(long, default_value_t = 0)]
     checkpoint_interval_ms: u64,
+    /// Report metrics, served on loopback and scraped every second.
+    #[arg(long)]
+    metrics: bool,
+    /// Runs N rounds with metrics off and on, alternating.
+    #[arg(long, value_name = "N")]
+    metrics_compare: Option<usize>,
+}
+
+/// Telemetry with its admin server on a free loopback port, and a thread
+/// scraping `/metrics` every second.
+fn scraped_telemetry() -> anyhow::Result<weir::Telemetry> {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let args = weir::TelemetryArgs {
+        admin_addr: Some(([127, 0, 0, 1], port).into()),
+        ..weir::TelemetryArgs::default()
+    };
+    let telemetry = weir::Telemetry::init(&args, "warn")?;
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ =
+                    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut body = Vec::new();
+                let _ = s.read_to_end(&mut body);
+            }
+        }
+    });
+    Ok(telemetry)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -103,20 +140,25 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let telemetry = args.metrics.then(scraped_telemetry).transpose()?;
+    let mut job = Job::new(cef_alerts::BruteForce {
+        window_ms: 60_000,
+        threshold: 5,
+    });
+    if let Some(t) = &telemetry {
+        job = job.telemetry(t);
+    }
     let report = runtime.block_on(
-        Job::new(cef_alerts::BruteForce {
-            window_ms: 60_000,
-            threshold: 5,
-        })
-        .settings(settings)
-        .source(GeneratorSource::new(config(args, keys)))
-        .decoder(|line: &[u8]| cef_alerts::decode_line(line, 2026))
-        .sink(JsonLines::file(dir.path().join("alerts.jsonl"))?)
-        .dead_letters(DeadLetterFile::file(dir.path().join("alerts.jsonl.dlq"))?)
-        .run(),
+        job.settings(settings)
+            .source(GeneratorSource::new(config(args, keys)))
+            .decoder(|line: &[u8]| cef_alerts::decode_line(line, 2026))
+            .sink(JsonLines::file(dir.path().join("alerts.jsonl"))?)
+            .dead_letters(DeadLetterFile::file(dir.path().join("alerts.jsonl.dlq"))?)
+            .run(),
     )?;
     println!(
-        "events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        "metrics={} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        if args.metrics { "on" } else { "off" },
         report.lines,
         keys,
         args.partitions,
@@ -140,24 +182,66 @@ fn main() -> anyhow::Result<()> {
     if args.one {
         return run_one(&args, args.keys.unwrap_or(10_000));
     }
+    if let Some(rounds) = args.metrics_compare {
+        return compare_metrics(&args, rounds);
+    }
     let keys = args.keys.map_or(vec![10_000, 1_000_000], |k| vec![k]);
     for k in keys {
-        let status = Command::new(std::env::current_exe()?)
-            .args([
-                "--one",
-                "--events",
-                &args.events.to_string(),
-                "--keys",
-                &k.to_string(),
-            ])
-            .args(["--partitions", &args.partitions.to_string()])
-            .args(["--live-actor-cap", &args.live_actor_cap.to_string()])
-            .args([
-                "--checkpoint-interval-ms",
-                &args.checkpoint_interval_ms.to_string(),
-            ])
-            .status()?;
+        let status = child(&args, k, args.metrics).status()?;
         anyhow::ensure!(status.success(), "benchmark with {k} keys failed");
     }
+    Ok(())
+}
+
+/// Runs one configuration in a child process.
+fn child(args: &Args, k: u64, metrics: bool) -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("own path"));
+    c.args([
+        "--one",
+        "--events",
+        &args.events.to_string(),
+        "--keys",
+        &k.to_string(),
+    ]);
+    c.args(["--partitions", &args.partitions.to_string()])
+        .args(["--live-actor-cap", &args.live_actor_cap.to_string()])
+        .args([
+            "--checkpoint-interval-ms",
+            &args.checkpoint_interval_ms.to_string(),
+        ]);
+    if metrics {
+        c.arg("--metrics");
+    }
+    c
+}
+
+/// Metrics off and on, alternating, `rounds` times each; prints medians.
+fn compare_metrics(args: &Args, rounds: usize) -> anyhow::Result<()> {
+    let keys = args.keys.unwrap_or(10_000);
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for metrics in [round % 2 == 1, round % 2 == 0] {
+            let out = child(args, keys, metrics).output()?;
+            anyhow::ensure!(out.status.success(), "benchmark run failed");
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            let rate: f64 = text
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("records_per_sec="))
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("no records_per_sec in {text}"))?;
+            rates[usize::from(metrics)].push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let off = median(&mut rates[0]);
+    let on = median(&mut rates[1]);
+    println!(
+        "median records/s over {rounds} rounds: metrics off {off:.0}, on {on:.0}, difference {:+.2}%",
+        (on - off) / off * 100.0
+    );
     Ok(())
 }

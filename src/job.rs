@@ -559,6 +559,7 @@ pub(crate) fn clear_local_checkpoints(settings: &Settings) -> Result<PathBuf> {
 
 /// Opens partition `p`'s RocksDB instance (restored beforehand) and starts
 /// its actor.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn spawn_partition<P: Processor>(
     processor: &Arc<P>,
     env: &StateEnv,

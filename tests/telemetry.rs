@@ -387,3 +387,128 @@ fn kafka_mode_exports_every_metric_and_lag_falls_to_zero() {
     );
     eprintln!("SIGTERM to exit: {took:?}");
 }
+
+/// A loopback stand-in for an OTLP/HTTP collector: answers every POST with
+/// 200 and keeps `(path, body)`.
+fn fake_collector() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let kept = std::sync::Arc::clone(&kept);
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                // Requests on this connection, one after another.
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    kept.lock().unwrap().push((path, body));
+                    let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                    if out.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn otlp_endpoint_receives_traces_and_metrics() {
+    let (collector, seen) = fake_collector();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("alerts.jsonl");
+    let state = dir.path().join("state");
+    let endpoint = format!("http://127.0.0.1:{collector}");
+    let mut child = spawn(
+        dir.path(),
+        &[
+            "--input",
+            "-",
+            "--output",
+            out.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--checkpoint-interval-ms",
+            "200",
+            "--log-format",
+            "json",
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+        Stdio::piped(),
+    );
+    let data = data_set(2_000, 50, 3, 0);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data.text).unwrap();
+    stdin.flush().unwrap();
+    let has = |path: &str, needle: &[u8]| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(p, b)| p == path && b.windows(needle.len()).any(|w| w == needle))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(has("/v1/traces", b"checkpoint") && has("/v1/metrics", b"weir_records_in")) {
+        assert!(
+            Instant::now() < deadline,
+            "the collector got {:?}\n{}",
+            seen.lock()
+                .unwrap()
+                .iter()
+                .map(|(p, b)| (p.clone(), b.len()))
+                .collect::<Vec<_>>(),
+            log_of(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = terminate(&mut child, dir.path());
+    let log = log_of(dir.path());
+    assert!(status.success(), "{log}");
+    // JSON logs: every log line is one JSON object.
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "exporting traces and metrics over OTLP"),
+        "{log}"
+    );
+}

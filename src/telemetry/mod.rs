@@ -89,6 +89,31 @@ impl Drop for Inner {
 /// The service name OTLP exports carry (`OTEL_SERVICE_NAME` overrides it).
 const SERVICE: &str = "weir";
 
+/// A meter provider whose metrics a Prometheus registry renders.
+fn prometheus_pipeline() -> Result<(
+    prometheus::Registry,
+    opentelemetry_sdk::metrics::MeterProviderBuilder,
+)> {
+    let registry = prometheus::Registry::new();
+    let exporter = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .without_target_info()
+        .scope_info_enabled(false)
+        .build()
+        .map_err(|e| Error::Config(format!("the Prometheus exporter: {e}")))?;
+    Ok((registry, SdkMeterProvider::builder().with_reader(exporter)))
+}
+
+/// Renders `registry` in the Prometheus text format.
+fn render(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder as _;
+    let mut out = Vec::new();
+    match prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(e) => format!("# encoding failed: {e}\n"),
+    }
+}
+
 impl Telemetry {
     /// Installs the global log subscriber and builds the metric (and, with
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`, trace) pipelines. `default_filter`
@@ -96,17 +121,13 @@ impl Telemetry {
     /// runtime (the OTLP client has its own threads).
     pub fn init(args: &TelemetryArgs, default_filter: &str) -> Result<Self> {
         let otlp = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
-        let resource = Resource::builder().with_service_name(SERVICE).build();
-        let registry = prometheus::Registry::new();
-        let prometheus = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .without_target_info()
-            .scope_info_enabled(false)
-            .build()
-            .map_err(|e| Error::Config(format!("the Prometheus exporter: {e}")))?;
-        let mut meters = SdkMeterProvider::builder()
-            .with_resource(resource.clone())
-            .with_reader(prometheus);
+        // The builder reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+        let resource = match std::env::var_os("OTEL_SERVICE_NAME") {
+            Some(_) => Resource::builder().build(),
+            None => Resource::builder().with_service_name(SERVICE).build(),
+        };
+        let (registry, meters) = prometheus_pipeline()?;
+        let mut meters = meters.with_resource(resource.clone());
         let mut tracer = None;
         if otlp {
             let exporter = opentelemetry_otlp::MetricExporter::builder()
@@ -175,12 +196,7 @@ impl Telemetry {
 
     /// Every metric, in the Prometheus text format.
     pub fn render(&self) -> String {
-        use prometheus::Encoder as _;
-        let mut out = Vec::new();
-        match prometheus::TextEncoder::new().encode(&self.0.registry.gather(), &mut out) {
-            Ok(()) => String::from_utf8_lossy(&out).into_owned(),
-            Err(e) => format!("# encoding failed: {e}\n"),
-        }
+        render(&self.0.registry)
     }
 
     /// Starts the admin server when an address was given.
@@ -189,5 +205,44 @@ impl Telemetry {
             Some(addr) => AdminServer::start(addr, self.clone()).await.map(Some),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_partition_leaves_the_gauges_and_keeps_its_counters() {
+        let (registry, meters) = prometheus_pipeline().unwrap();
+        let meters = meters.build();
+        let metrics = Metrics::register(&meters.meter("test"));
+        let pm = metrics.set_owned(7, Some(std::env::temp_dir()));
+        pm.read(5, 1);
+        let text = render(&registry);
+        assert!(
+            text.contains("weir_live_actors{partition=\"7\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weir_records_in_total{partition=\"7\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("weir_partitions_assigned 1"), "{text}");
+        metrics.set_owned(7, None);
+        let text = render(&registry);
+        assert!(
+            !text.contains("weir_live_actors{partition=\"7\"}"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("weir_checkpoint_age_seconds{partition=\"7\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weir_records_in_total{partition=\"7\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("weir_partitions_assigned 0"), "{text}");
     }
 }
