@@ -41,8 +41,10 @@
 //! a final checkpoint (exit 0); SIGUSR1 asks for a checkpoint now.
 //!
 //! Every flag is also an environment variable: `--state-dir` is
-//! `WEIR_STATE_DIR`, and so on (the repeatable `--*-option` flags are flags
-//! only). `--admin-addr HOST:PORT` serves `/metrics`, `/healthz` and
+//! `WEIR_STATE_DIR`, and so on; the repeatable `--kafka-option`,
+//! `--consumer-option` and `--producer-option` are `WEIR_KAFKA_OPTIONS`,
+//! `WEIR_CONSUMER_OPTIONS` and `WEIR_PRODUCER_OPTIONS`, one `KEY=VALUE` per
+//! line. `--admin-addr HOST:PORT` serves `/metrics`, `/healthz` and
 //! `/readyz`; `--log-format json` writes JSON logs.
 
 use std::path::PathBuf;
@@ -236,13 +238,23 @@ struct Args {
     #[arg(long, env = "WEIR_GROUP_INSTANCE_ID", requires = "brokers")]
     group_instance_id: Option<String>,
     /// Kafka mode: a librdkafka property for the consumer and producer
-    /// (repeatable), e.g. security.protocol=ssl.
-    #[arg(long = "kafka-option", value_name = "KEY=VALUE", requires = "brokers")]
+    /// (repeatable), e.g. security.protocol=ssl. The variable holds one per
+    /// line (so a secret can come from the environment, not the command
+    /// line).
+    #[arg(
+        long = "kafka-option",
+        env = "WEIR_KAFKA_OPTIONS",
+        value_delimiter = '\n',
+        value_name = "KEY=VALUE",
+        requires = "brokers"
+    )]
     kafka_options: Vec<String>,
     /// Kafka mode: a librdkafka property for the consumer only
     /// (repeatable), e.g. session.timeout.ms=10000.
     #[arg(
         long = "consumer-option",
+        env = "WEIR_CONSUMER_OPTIONS",
+        value_delimiter = '\n',
         value_name = "KEY=VALUE",
         requires = "brokers"
     )]
@@ -251,6 +263,8 @@ struct Args {
     /// (repeatable), e.g. compression.type=lz4.
     #[arg(
         long = "producer-option",
+        env = "WEIR_PRODUCER_OPTIONS",
+        value_delimiter = '\n',
         value_name = "KEY=VALUE",
         requires = "brokers"
     )]

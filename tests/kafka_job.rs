@@ -304,3 +304,29 @@ fn group_named<'a>(g: &Group<'a>) -> Group<'a> {
         group: g.group.clone(),
     }
 }
+
+/// `WEIR_*_OPTIONS` hold librdkafka options one per line, as the flags do
+/// (checked before any broker is contacted, so no broker is needed).
+#[test]
+fn kafka_options_come_from_the_environment_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(common::example_bin())
+        .args(["--brokers", "127.0.0.1:1", "--input-topic", "in"])
+        .args(["--output-topic", "out", "--group", "g"])
+        .arg("--checkpoint-store")
+        .arg(dir.path().join("store"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env(
+            "WEIR_CONSUMER_OPTIONS",
+            "session.timeout.ms=6000\nenable.auto.commit=true",
+        )
+        .output()
+        .expect("runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("enable.auto.commit=true is not allowed"),
+        "the second line of WEIR_CONSUMER_OPTIONS was applied: {log}"
+    );
+}

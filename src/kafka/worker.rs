@@ -693,8 +693,12 @@ where
     /// Sends the next barrier to partition `p`; returns its id.
     fn barrier(&mut self, p: i32) -> Option<u64> {
         let o = self.owned.get_mut(&p)?;
-        // Nothing read yet and nothing restored: nothing to checkpoint.
-        let position = o.barrier_position()?;
+        // Nothing read yet and nothing restored: nothing to checkpoint, and
+        // no input waits for a checkpoint (its age stays 0).
+        let Some(position) = o.barrier_position() else {
+            o.progress.m.nothing_to_checkpoint();
+            return None;
+        };
         let id = o.next_checkpoint;
         o.next_checkpoint += 1;
         o.in_flight = Some(id);

@@ -116,6 +116,11 @@ impl PartitionMetrics {
         self.restoring.store(false, Ordering::Relaxed);
     }
 
+    /// The partition has read nothing a checkpoint would cover.
+    pub(crate) fn nothing_to_checkpoint(&self) {
+        self.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
     /// A checkpoint holding `size` bytes of this partition completed.
     pub(crate) fn checkpointed(&self, size: u64) {
         self.checkpoint_size.store(size, Ordering::Relaxed);
