@@ -35,7 +35,7 @@ use crate::outlet::SinkOutlet;
 use crate::partitioner::partition_of;
 use crate::sink::Sink;
 use crate::source::Source;
-use crate::telemetry::{Advance, BatchDone, Metrics, PartitionMetrics, Telemetry};
+use crate::telemetry::{self, Advance, BatchDone, Metrics, PartitionMetrics, Telemetry};
 use crate::{Error, Result};
 
 /// A decoded input record: its key, event time and value.
@@ -314,15 +314,7 @@ where
             .ok_or_else(|| Error::Config("the job has no dead-letter sink".into()))?;
         let settings = self.settings;
         let n = settings.partitions;
-        // Up first, so probes answer (not ready) during recovery.
-        let _admin = match &self.telemetry {
-            Some(t) => t.serve().await?,
-            None => None,
-        };
-        let metrics = self
-            .telemetry
-            .as_ref()
-            .map_or_else(Metrics::detached, |t| t.metrics().clone());
+        let (metrics, _admin) = telemetry::for_job(self.telemetry.as_ref()).await?;
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         let _lock = lock_state_dir(&settings)?;
         check_layout(&settings, &n.to_string())?;

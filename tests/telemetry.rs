@@ -38,6 +38,26 @@ fn log_of(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("log")).unwrap_or_default()
 }
 
+/// `cef_alerts` reading stdin (piped, left open) in `dir`, checkpointing
+/// every `interval_ms`, with `extra` flags and `env`.
+fn spawn_on_stdin(dir: &Path, interval_ms: u64, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    let out = dir.join("alerts.jsonl");
+    let state = dir.join("state");
+    let interval = interval_ms.to_string();
+    let mut args = vec![
+        "--input",
+        "-",
+        "--output",
+        out.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--checkpoint-interval-ms",
+        &interval,
+    ];
+    args.extend_from_slice(extra);
+    spawn(dir, &args, env, Stdio::piped())
+}
+
 /// SIGTERM, then the exit status and how long the exit took.
 fn terminate(child: &mut Child, dir: &Path) -> (std::process::ExitStatus, Duration) {
     let asked = Instant::now();
@@ -163,26 +183,7 @@ fn file_mode_exports_every_metric_with_sensible_values() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let admin = format!("127.0.0.1:{port}");
-    let out = dir.path().join("alerts.jsonl");
-    let state = dir.path().join("state");
-    let interval = INTERVAL_MS.to_string();
-    let mut child = spawn(
-        dir.path(),
-        &[
-            "--input",
-            "-",
-            "--output",
-            out.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--checkpoint-interval-ms",
-            &interval,
-            "--admin-addr",
-            &admin,
-        ],
-        &[],
-        Stdio::piped(),
-    );
+    let mut child = spawn_on_stdin(dir.path(), INTERVAL_MS, &["--admin-addr", &admin], &[]);
     wait_listening(port, "the admin server", Duration::from_secs(30));
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
 
@@ -388,12 +389,12 @@ fn kafka_mode_exports_every_metric_and_lag_falls_to_zero() {
     eprintln!("SIGTERM to exit: {took:?}");
 }
 
+/// What the fake collector received: `(path, body)` of each request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A loopback stand-in for an OTLP/HTTP collector: answers every POST with
 /// 200 and keeps `(path, body)`.
-fn fake_collector() -> (
-    u16,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
-) {
+fn fake_collector() -> (u16, Received) {
     use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -448,29 +449,16 @@ fn fake_collector() -> (
 fn otlp_endpoint_receives_traces_and_metrics() {
     let (collector, seen) = fake_collector();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("alerts.jsonl");
-    let state = dir.path().join("state");
     let endpoint = format!("http://127.0.0.1:{collector}");
-    let mut child = spawn(
+    let mut child = spawn_on_stdin(
         dir.path(),
-        &[
-            "--input",
-            "-",
-            "--output",
-            out.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--checkpoint-interval-ms",
-            "200",
-            "--log-format",
-            "json",
-        ],
+        200,
+        &["--log-format", "json"],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
-        Stdio::piped(),
     );
     let data = data_set(2_000, 50, 3, 0);
     let mut stdin = child.stdin.take().unwrap();

@@ -71,7 +71,7 @@ use crate::job::{
     spawn_partition, watch_shutdown,
 };
 use crate::outlet::Failure;
-use crate::telemetry::{Advance, BatchDone, Metrics, PartitionMetrics, Rebalance, Telemetry};
+use crate::telemetry::{self, Advance, BatchDone, Metrics, PartitionMetrics, Rebalance, Telemetry};
 use crate::{Error, Result};
 
 /// The bytes a processor key is written as in an output record's key.
@@ -1205,14 +1205,7 @@ where
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<KafkaReport> {
         let started = Instant::now();
-        let _admin = match &self.telemetry {
-            Some(t) => t.serve().await?,
-            None => None,
-        };
-        let metrics = self
-            .telemetry
-            .as_ref()
-            .map_or_else(Metrics::detached, |t| t.metrics().clone());
+        let (metrics, _admin) = telemetry::for_job(self.telemetry.as_ref()).await?;
         let kafka = self
             .kafka
             .ok_or_else(|| Error::Config("the job has no Kafka settings".into()))?;

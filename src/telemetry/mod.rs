@@ -200,11 +200,23 @@ impl Telemetry {
     }
 
     /// Starts the admin server when an address was given.
-    pub(crate) async fn serve(&self) -> Result<Option<AdminServer>> {
+    async fn serve(&self) -> Result<Option<AdminServer>> {
         match self.0.admin_addr {
             Some(addr) => AdminServer::start(addr, self.clone()).await.map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// What a job reports to (detached metrics without telemetry), and the
+/// admin server it keeps while it runs. Started first, so probes answer
+/// (not ready) during recovery.
+pub(crate) async fn for_job(
+    telemetry: Option<&Telemetry>,
+) -> Result<(Metrics, Option<AdminServer>)> {
+    match telemetry {
+        Some(t) => Ok((t.metrics().clone(), t.serve().await?)),
+        None => Ok((Metrics::detached(), None)),
     }
 }
 
