@@ -318,11 +318,12 @@ where
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         let _lock = lock_state_dir(&settings)?;
         check_layout(&settings, &n.to_string())?;
-        metrics.set_env(&env);
+        let interval = settings.checkpoints.as_ref().and_then(|c| c.interval);
+        let _job = metrics.job_started(&env, interval);
         let progress: Vec<Arc<PartitionMetrics>> = (0..n)
             .map(|p| {
                 let pm = metrics.set_owned(p, Some(env.partition_dir(p)));
-                pm.count_from_zero();
+                pm.count_from_zero(settings.checkpoints.is_some());
                 pm
             })
             .collect();
@@ -381,7 +382,7 @@ where
         }
 
         let startup = started.elapsed();
-        metrics.set_started(true);
+        metrics.set_started();
         let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work", &metrics);
         let ticker = coordinator.as_ref().map(|c| {
             let c = Arc::clone(c);
@@ -500,10 +501,6 @@ where
         if let Some(h) = uploader {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
-        for p in 0..n {
-            metrics.set_owned(p, None);
-        }
-        metrics.set_started(false);
         if let Some(failure) = outlet.failure() {
             return Err(Error::Failed(failure));
         }
@@ -729,7 +726,7 @@ fn add(total: &mut Counters, c: &Counters) {
 
 /// What the reader thread hands the feed.
 enum Chunk {
-    Data(u64, Vec<u8>),
+    Data(u64, Arc<[u8]>),
     End,
     Failed(Error),
 }
@@ -750,10 +747,10 @@ fn read_ahead(mut source: Box<dyn Source>) -> Result<Receiver<Chunk>> {
     std::thread::Builder::new()
         .name("weir-source".into())
         .spawn(move || {
+            let mut buf = Vec::new();
             loop {
-                let mut buf = Vec::new();
                 let chunk = match source.next_chunk(&mut buf) {
-                    Ok(Some(base)) => Chunk::Data(base, buf),
+                    Ok(Some(base)) => Chunk::Data(base, Arc::from(buf.as_slice())),
                     Ok(None) => Chunk::End,
                     Err(e) => Chunk::Failed(Error::Io {
                         what: format!("reading {}", source.describe()),
@@ -814,8 +811,8 @@ where
             end.stopped = true;
             break;
         }
-        let (base, buf) = match chunks.recv_timeout(IDLE_CHECK) {
-            Ok(Chunk::Data(base, buf)) => (base, buf),
+        let (base, data) = match chunks.recv_timeout(IDLE_CHECK) {
+            Ok(Chunk::Data(base, data)) => (base, data),
             Ok(Chunk::End) => break,
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Error::Failed("the source thread stopped".into()));
@@ -829,7 +826,6 @@ where
                 continue;
             }
         };
-        let data: Arc<[u8]> = Arc::from(buf);
         let mut dead = Vec::new();
         let mut start = 0usize;
         while start < data.len() {

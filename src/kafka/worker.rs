@@ -659,6 +659,14 @@ where
                     break;
                 }
             }
+            // Nothing queued or in flight: everything read is processed,
+            // records that went to the dead-letter topic included.
+            if o.records.is_empty()
+                && o.credits.available_permits() == self.settings.batch_credits
+                && let Some(next) = o.next_offset
+            {
+                o.progress.m.processed.fetch_max(next, Ordering::Relaxed);
+            }
             if o.records.len() >= self.kafka.max_buffered && !o.paused {
                 o.paused = true;
                 pause.push(p);
@@ -927,7 +935,9 @@ where
                 }
             };
             let m = Arc::clone(&progress[&p]);
+            // The restored checkpoint covers the input before its position.
             m.processed.store(position.unwrap_or(-1), Ordering::Relaxed);
+            m.committed.store(position.unwrap_or(-1), Ordering::Relaxed);
             let progress = Arc::new(Progress {
                 partition: p,
                 m,
@@ -1008,16 +1018,34 @@ where
         };
         let progress = lock(&self.lag.0);
         for (p, stats) in parts {
-            let (Ok(p), Some(hi)) = (
-                p.parse::<i32>(),
-                stats.get("hi_offset").and_then(|h| h.as_i64()),
-            ) else {
+            let offset = |name: &str| stats.get(name).and_then(|v| v.as_i64()).filter(|v| *v >= 0);
+            let (Ok(p), Some(hi)) = (p.parse::<i32>(), offset("hi_offset")) else {
                 continue;
             };
-            if let Some(pr) = progress.get(&p)
-                && hi >= 0
-            {
-                pr.m.high_watermark.store(hi, Ordering::Relaxed);
+            let Some(pr) = progress.get(&p) else {
+                continue;
+            };
+            let m = &pr.m;
+            m.high_watermark.store(hi, Ordering::Relaxed);
+            // Before this worker's first checkpoint of the partition, the
+            // group's committed offset is what is covered; an empty
+            // partition (nothing between low and high watermark) has
+            // nothing to cover or process.
+            let empty = offset("lo_offset") == Some(hi);
+            let known = if empty {
+                Some(hi)
+            } else {
+                offset("committed_offset")
+            };
+            if let Some(at) = known {
+                let _ = m
+                    .committed
+                    .compare_exchange(-1, at, Ordering::Relaxed, Ordering::Relaxed);
+                if empty {
+                    let _ =
+                        m.processed
+                            .compare_exchange(-1, at, Ordering::Relaxed, Ordering::Relaxed);
+                }
             }
         }
         drop(progress);
@@ -1077,6 +1105,9 @@ where
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 w.metrics.rebalanced(Rebalance::Assigned);
+                // Ready once the group has assigned (even nothing) and the
+                // restores below are done.
+                w.metrics.set_started();
                 for (p, offset) in w.assign(&mine) {
                     if let Some(offset) = offset
                         && let Err(e) =
@@ -1260,7 +1291,6 @@ where
             "final checkpoints, then leaving the group",
             &metrics,
         );
-        let job_metrics = metrics.clone();
         let runtime = tokio::runtime::Handle::current();
         let processor = Arc::new(self.processor);
         let clock = self.clock;
@@ -1294,7 +1324,7 @@ where
             let _lock = lock_state_dir(&settings)?;
             check_layout(&settings, &format!("kafka:{}", kafka.input_topic))?;
             let local_dir = clear_local_checkpoints(&settings)?;
-            metrics.set_env(&env);
+            let _job = metrics.job_started(&env, interval);
 
             let (uploads_tx, uploads_rx) = mpsc::channel();
             let (done_tx, done_rx) = mpsc::channel();
@@ -1350,7 +1380,6 @@ where
                 .subscribe(&[&kafka.input_topic])
                 .map_err(|e| Error::Kafka(format!("subscribing to {}: {e}", kafka.input_topic)))?;
             tracing::info!(topic = %kafka.input_topic, group = %kafka.group, partitions, "joined the group");
-            metrics.set_started(true);
 
             let outcome = poll_loop(&consumer, &stop, interval, &trigger);
             // Final checkpoints of everything still owned, then leave.
@@ -1377,12 +1406,15 @@ where
         .await
         .map_err(|e| Error::Actor(format!("poll thread failed: {e}")))?;
         watcher.abort();
-        job_metrics.set_started(false);
         let mut report = result?;
         report.elapsed = started.elapsed();
         Ok(report)
     }
 }
+
+/// How long a worker waits for its first assignment before `/readyz` says
+/// ready without one (longer than the default session timeout).
+const READY_WITHOUT_ASSIGNMENT: Duration = Duration::from_secs(60);
 
 /// Polls until stopped or failed; routes records, hands batches to actors,
 /// drives checkpoints and commits.
@@ -1417,6 +1449,13 @@ where
             }
             w.commit(consumer, CommitMode::Async);
             w.flush(consumer);
+            // The group normally answers the join with an assignment (maybe
+            // empty) well within this; a worker still waiting says ready
+            // anyway rather than hold up a rollout.
+            if !w.metrics.started() && w.joined.elapsed() > READY_WITHOUT_ASSIGNMENT {
+                tracing::warn!("no assignment from the group yet; reporting ready anyway");
+                w.metrics.set_started();
+            }
             let due = next_checkpoint.is_some_and(|t| Instant::now() >= t);
             let asked = trigger.0.notified().now_or_never().is_some();
             if due || asked {

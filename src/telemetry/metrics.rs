@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
@@ -80,16 +80,20 @@ impl PartitionMetrics {
     }
 
     /// Positions count records from 0 (file input, where the high
-    /// watermark is what was routed to the partition).
-    pub(crate) fn count_from_zero(&self) {
-        for a in [&self.high_watermark, &self.committed, &self.processed] {
-            a.store(0, Ordering::Relaxed);
+    /// watermark is what was routed to the partition). Without checkpoints
+    /// nothing is ever committed: no committed lag, no checkpoint age.
+    pub(crate) fn count_from_zero(&self, checkpoints: bool) {
+        self.high_watermark.store(0, Ordering::Relaxed);
+        self.processed.store(0, Ordering::Relaxed);
+        let committed = if checkpoints { 0 } else { -1 };
+        self.committed.store(committed, Ordering::Relaxed);
+        if !checkpoints {
+            self.checkpoint_at_ms.store(-1, Ordering::Relaxed);
         }
     }
 
     /// A restore begins (its size is not known yet).
     pub(crate) fn restore_started(&self) {
-        self.restore_began_ms.store(now_ms(), Ordering::Relaxed);
         self.restoring.store(true, Ordering::Relaxed);
         self.restore_total.store(0, Ordering::Relaxed);
         self.restore_bytes.store(0, Ordering::Relaxed);
@@ -127,10 +131,12 @@ impl PartitionMetrics {
         self.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// High watermark minus the position in `of`; unknown (not exported)
+    /// until both are known.
     fn lag(&self, of: &AtomicI64) -> Option<f64> {
         let hw = self.high_watermark.load(Ordering::Relaxed);
         let at = of.load(Ordering::Relaxed);
-        (hw >= 0).then(|| (hw - at.max(0)).max(0) as f64)
+        (hw >= 0 && at >= 0).then(|| (hw - at).max(0) as f64)
     }
 }
 
@@ -210,6 +216,8 @@ struct Inner {
     rebalances: [AtomicU64; 3],
     /// A job is running and has its partitions up.
     started: AtomicBool,
+    /// The running job's checkpoint interval, ms (0: none or no job).
+    interval_ms: AtomicU64,
     shutting_down: AtomicBool,
     env: Mutex<Option<StateEnv>>,
 }
@@ -330,7 +338,7 @@ impl Metrics {
         });
         self.per_partition(meter, names::CHECKPOINT_AGE, |pm| {
             let at = pm.checkpoint_at_ms.load(Ordering::Relaxed);
-            Some((now_ms() - at).max(0) as f64 / 1000.0)
+            (at >= 0).then(|| (now_ms() - at).max(0) as f64 / 1000.0)
         });
         self.per_partition(meter, names::RESTORE_DURATION, move |pm| {
             Some(load(&pm.restore_ms) / 1000.0)
@@ -385,6 +393,15 @@ impl Metrics {
             Box::new(move |i| owned(i, true)),
         );
         gauge(names::READY, Box::new(|i| f64::from(u8::from(ready(i)))));
+        let inner = Arc::clone(&self.0);
+        meter
+            .f64_observable_gauge(names::CHECKPOINT_INTERVAL.instrument())
+            .with_description(names::CHECKPOINT_INTERVAL.help)
+            .with_callback(move |o| match inner.interval_ms.load(Ordering::Relaxed) {
+                0 => {}
+                ms => o.observe(ms as f64 / 1000.0, &[]),
+            })
+            .build();
         let memory = |f: fn(&StateEnv) -> usize| {
             Box::new(move |i: &Inner| lock(&i.env).as_ref().map_or(0.0, |e| f(e) as f64))
         };
@@ -417,7 +434,11 @@ impl Metrics {
         let owned = dir.is_some();
         *lock(&pm.dir) = dir;
         if owned {
-            pm.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
+            // Taken over: restoring until its state is open.
+            let now = now_ms();
+            pm.checkpoint_at_ms.store(now, Ordering::Relaxed);
+            pm.restore_began_ms.store(now, Ordering::Relaxed);
+            pm.restoring.store(true, Ordering::Relaxed);
             for a in [&pm.high_watermark, &pm.committed, &pm.processed] {
                 a.store(-1, Ordering::Relaxed);
             }
@@ -429,17 +450,29 @@ impl Metrics {
         pm
     }
 
-    /// The RocksDB environment whose memory is reported.
-    pub(crate) fn set_env(&self, env: &StateEnv) {
+    /// A job begins, checkpointing every `interval` (if at all): not
+    /// ready yet, not shutting down. Until the returned guard drops, the
+    /// job's RocksDB memory in `env` is reported; then every partition
+    /// still owned is released and the job is not ready any more (however
+    /// the job ends).
+    pub(crate) fn job_started(&self, env: &StateEnv, interval: Option<Duration>) -> JobGuard {
+        self.0.started.store(false, Ordering::SeqCst);
+        self.0.shutting_down.store(false, Ordering::SeqCst);
+        let ms = interval.map_or(0, |i| i.as_millis() as u64);
+        self.0.interval_ms.store(ms, Ordering::Relaxed);
         *lock(&self.0.env) = Some(env.clone());
+        JobGuard(self.clone())
     }
 
-    /// A job's partitions are up (`true`) or it ended (`false`).
-    pub(crate) fn set_started(&self, started: bool) {
-        self.0.started.store(started, Ordering::SeqCst);
-        if started {
-            self.0.shutting_down.store(false, Ordering::SeqCst);
-        }
+    /// The job's partitions are up (or, in Kafka mode, the group has given
+    /// it its first assignment).
+    pub(crate) fn set_started(&self) {
+        self.0.started.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Metrics::set_started`] was called for this job.
+    pub(crate) fn started(&self) -> bool {
+        self.0.started.load(Ordering::SeqCst)
     }
 
     /// Shutdown was requested: not ready any more.
@@ -484,6 +517,26 @@ impl Metrics {
     }
 }
 
+/// See [`Metrics::job_started`].
+pub(crate) struct JobGuard(Metrics);
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        let inner = &self.0.0;
+        inner.started.store(false, Ordering::SeqCst);
+        let owned: Vec<u32> = lock(&inner.partitions)
+            .iter()
+            .filter(|(_, pm)| pm.owned.load(Ordering::Relaxed))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in owned {
+            self.0.set_owned(p, None);
+        }
+        inner.interval_ms.store(0, Ordering::Relaxed);
+        lock(&inner.env).take();
+    }
+}
+
 fn ready(i: &Inner) -> bool {
     i.started.load(Ordering::SeqCst)
         && !i.shutting_down.load(Ordering::SeqCst)
@@ -506,7 +559,7 @@ mod tests {
         let pm = m.set_owned(3, Some(PathBuf::from("/nonexistent")));
         assert_eq!(pm.lag(&pm.committed), None);
         pm.high_watermark.store(100, Ordering::Relaxed);
-        assert_eq!(pm.lag(&pm.committed), Some(100.0));
+        assert_eq!(pm.lag(&pm.committed), None, "nothing committed yet");
         pm.committed.store(40, Ordering::Relaxed);
         pm.processed.store(120, Ordering::Relaxed);
         assert_eq!(pm.lag(&pm.committed), Some(60.0));
@@ -517,9 +570,14 @@ mod tests {
     fn ready_only_when_started_restored_and_not_stopping() {
         let m = Metrics::detached();
         assert!(!m.ready(), "nothing started yet");
-        m.set_started(true);
+        let dir = tempfile::tempdir().unwrap();
+        let env = StateEnv::new(dir.path(), weir_state::MemoryBudget { bytes: 1 << 20 }).unwrap();
+        let guard = m.job_started(&env, None);
+        assert!(!m.ready(), "partitions not up yet");
+        m.set_started();
         assert!(m.ready());
         let pm = m.set_owned(0, Some(PathBuf::from("/nonexistent")));
+        assert!(!m.ready(), "taken over: restoring until open");
         pm.restore_started();
         pm.restore_size(10);
         assert!(!m.ready(), "partition 0 is restoring");
@@ -532,6 +590,18 @@ mod tests {
         assert!(m.ready(), "a released partition does not count");
         m.set_shutting_down();
         assert!(!m.ready());
+        // A shutdown before the partitions are up is not forgotten.
+        drop(guard);
+        let guard = m.job_started(&env, None);
+        m.set_shutting_down();
+        m.set_started();
+        assert!(!m.ready());
+        let pm = m.set_owned(1, Some(PathBuf::from("/nonexistent")));
+        drop(guard);
+        assert!(
+            !pm.owned.load(Ordering::Relaxed),
+            "the job's end releases its partitions"
+        );
     }
 
     #[test]

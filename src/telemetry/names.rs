@@ -83,6 +83,8 @@ metrics! {
         "Size of the partition's files in its last completed checkpoint.";
     CHECKPOINT_AGE = "weir_checkpoint_age_seconds", Gauge, P,
         "Time since the partition's last completed checkpoint (since it started, before its first).";
+    CHECKPOINT_INTERVAL = "weir_checkpoint_interval_seconds", Gauge, &[],
+        "The job's checkpoint interval (absent without periodic checkpoints); alert rules compare the age with it.";
     CHECKPOINTS = "weir_checkpoints_total", Counter, &[],
         "Checkpoints completed.";
     CHECKPOINT_FAILURES = "weir_checkpoint_failures_total", Counter, &[],
