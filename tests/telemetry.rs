@@ -500,3 +500,54 @@ fn otlp_endpoint_receives_traces_and_metrics() {
         "{log}"
     );
 }
+
+/// A worker the group gives no partition (more workers than partitions) is
+/// ready once the group answers its join, not only after the fallback.
+#[test]
+fn kafka_worker_without_partitions_is_ready_after_its_empty_assignment() {
+    let Some(broker) = Broker::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = "idle-member";
+    let g = Group {
+        broker,
+        dir: dir.path(),
+        input: format!("{name}-in"),
+        output: format!("{name}-out"),
+        dlq: format!("{name}-dlq"),
+        group: format!("{name}-group"),
+    };
+    broker.create_topic(&g.input, 1);
+    broker.create_topic(&g.output, 1);
+    broker.create_topic(&g.dlq, 1);
+    let (pa, pb) = (free_port(), free_port());
+    let (aa, ab) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
+    let mut a = g.start("a", &["--admin-addr", &aa]);
+    wait_listening(pa, "worker a's admin server", Duration::from_secs(30));
+    scrape_until(pa, Duration::from_secs(30), "a owns the partition", |m| {
+        total(m, "weir_partitions_assigned") == 1.0 && total(m, "weir_ready") == 1.0
+    });
+    let mut b = g.start("b", &["--admin-addr", &ab]);
+    wait_listening(pb, "worker b's admin server", Duration::from_secs(30));
+    // Well before the 60 s fallback.
+    let m = scrape_until(pb, Duration::from_secs(40), "b ready with nothing", |m| {
+        total(m, "weir_ready") == 1.0
+    });
+    assert_eq!(get(pb, "/readyz").map(|r| r.0), Some(200));
+    assert_eq!(total(&m, "weir_partitions_assigned"), 0.0);
+    let assigned = m
+        .iter()
+        .find(|((n, l), _)| n == "weir_rebalances_total" && l["kind"] == "assigned")
+        .map(|(_, v)| *v);
+    assert!(assigned >= Some(1.0), "b saw no assignment: {assigned:?}");
+    assert!(
+        !b.log_text().contains("reporting ready anyway"),
+        "{}",
+        b.log_text()
+    );
+    for w in [&mut b, &mut a] {
+        let status = w.signal("TERM");
+        assert!(status.success(), "{}", w.log_text());
+    }
+}
