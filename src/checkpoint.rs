@@ -43,7 +43,7 @@ use weir_state::snapshot::{
 use weir_state::{LocalDirStore, Manifest, SnapshotStore, StateEnv};
 
 use crate::telemetry::Metrics;
-use crate::{Error, Result};
+use crate::{Error, Result, lock};
 
 /// Sink names in manifests.
 pub const OUTPUT_SINK: &str = "output";
@@ -190,12 +190,7 @@ impl Coordinator {
             true
         });
         if let Some(id) = id {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(id)
-                .or_default()
-                .started = Some(Instant::now());
+            lock(&self.pending).entry(id).or_default().started = Some(Instant::now());
             self.requested.store(id, Ordering::SeqCst);
         }
         id
@@ -235,10 +230,7 @@ impl Coordinator {
     /// The job is failing: checkpoints in flight will never complete.
     /// Marks them failed so nothing waits for them.
     pub(crate) fn abandon(&self, reason: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        lock(&self.pending).clear();
         self.status.send_modify(|s| {
             if s.started > s.finished {
                 self.metrics.checkpoint_failed(s.started - s.finished);
@@ -264,7 +256,7 @@ impl Coordinator {
 
     fn with_pending(&self, id: u64, f: impl FnOnce(&mut Pending)) {
         let ready = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = lock(&self.pending);
             let entry = pending.entry(id).or_default();
             f(entry);
             let complete = entry.parts.len() == self.partitions as usize && entry.sinks.is_some();
@@ -279,7 +271,7 @@ impl Coordinator {
                 started: p.started.unwrap_or_else(Instant::now),
             }
         };
-        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let uploads = lock(&self.uploads);
         if let Some(tx) = uploads.as_ref() {
             let _ = tx.send(ready);
         }
@@ -287,10 +279,7 @@ impl Coordinator {
 
     /// No more checkpoints: lets the upload thread end after the queue.
     pub(crate) fn close(&self) {
-        self.uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        lock(&self.uploads).take();
     }
 
     fn upload_loop(&self, rx: mpsc::Receiver<Ready>, store: &dyn SnapshotStore, retain: usize) {
@@ -456,10 +445,8 @@ pub(crate) fn restore_newest(
     metrics: &Metrics,
 ) -> Result<Recovery> {
     let started = Instant::now();
+    // The partitions were marked restoring when they were taken over.
     let progress: Vec<_> = partitions.iter().map(|&p| metrics.partition(p)).collect();
-    for pm in &progress {
-        pm.restore_started();
-    }
     let ids = list_checkpoints(store)?;
     let highest = ids.last().copied().unwrap_or(0);
     // Restoring is the check (it verifies every checksum), so candidates

@@ -456,9 +456,7 @@ where
             if let Some(c) = &coordinator {
                 // A barrier requested but not injected before the feed ended
                 // goes in now, then the final one.
-                if let Some(id) = c.take_request() {
-                    inject(&actors, &outlet, id, end.position)?;
-                }
+                inject_requested(Some(c), &actors, &outlet, end.position)?;
                 let id = loop {
                     if outlet.has_failed() {
                         return Ok(());
@@ -613,6 +611,24 @@ where
     }
     outlet.feed_barrier(id);
     Ok(())
+}
+
+/// Injects the barrier `coordinator` asks for, if any, at `position`.
+fn inject_requested<K, V, O>(
+    coordinator: Option<&Coordinator>,
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    position: u64,
+) -> Result<()>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    match coordinator.and_then(Coordinator::take_request) {
+        Some(id) => inject(actors, outlet, id, position),
+        None => Ok(()),
+    }
 }
 
 /// Keys are spread over partitions by hash, so state written with one
@@ -820,9 +836,7 @@ where
             Ok(Chunk::Failed(e)) => return Err(e),
             // No input for a while: barriers still go in, between chunks.
             Err(RecvTimeoutError::Timeout) => {
-                if let Some(id) = coordinator.and_then(Coordinator::take_request) {
-                    inject(actors, outlet, id, end.position)?;
-                }
+                inject_requested(coordinator, actors, outlet, end.position)?;
                 continue;
             }
         };
@@ -894,9 +908,7 @@ where
                 .cast(PartitionMsg::Batch(batch, Some(Box::new((permit, done)))))
                 .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
         }
-        if let Some(id) = coordinator.and_then(Coordinator::take_request) {
-            inject(actors, outlet, id, end.position)?;
-        }
+        inject_requested(coordinator, actors, outlet, end.position)?;
     }
     Ok(end)
 }

@@ -92,5 +92,11 @@ pub enum Error {
     Failed(String),
 }
 
+/// Locks `m`, taking over a lock poisoned by a panic elsewhere (the data
+/// it guards stays consistent: every holder only makes whole updates).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

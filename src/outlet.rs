@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use weir_actors::{Aligner, Alignment, DeadLetter, Outlet, PartitionCheckpoint};
 
 use crate::checkpoint::{Coordinator, DEAD_LETTER_SINK, OUTPUT_SINK};
+use crate::lock;
 use crate::sink::Sink;
 
 enum Event<T> {
@@ -43,10 +44,7 @@ pub(crate) struct Failure {
 impl Failure {
     /// Records `message` unless a reason is already recorded.
     pub(crate) fn record(&self, message: String) {
-        self.message
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(message);
+        lock(&self.message).get_or_insert(message);
         self.set.store(true, Ordering::SeqCst);
     }
 
@@ -59,10 +57,7 @@ impl Failure {
         if !self.is_set() {
             return None;
         }
-        self.message
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.message).clone()
     }
 }
 
@@ -151,7 +146,7 @@ impl<T: Send + 'static> SinkOutlet<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     fn push(&self, input: usize, event: Event<T>) {

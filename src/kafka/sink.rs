@@ -24,7 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
-use crate::{Error, Result};
+use crate::{Error, Result, lock};
 
 /// Header names on dead-letter records.
 pub mod headers {
@@ -87,7 +87,7 @@ impl Deliveries {
     /// A record was lost: every later commit fails.
     fn lost(&self, why: String) {
         self.failed.fetch_add(1, Ordering::SeqCst);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        *lock(&self.last_error) = Some(why);
     }
 
     /// Starts a new epoch and waits until no record of an older one is in
@@ -298,12 +298,7 @@ impl KafkaSink {
         let ctx = self.producer.context();
         let failed = ctx.failed.load(Ordering::SeqCst);
         (failed > 0).then(|| {
-            let why = ctx
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_default();
+            let why = lock(&ctx.last_error).clone().unwrap_or_default();
             format!("{failed} records were not delivered: {why}")
         })
     }

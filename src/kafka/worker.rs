@@ -72,7 +72,7 @@ use crate::job::{
 };
 use crate::outlet::Failure;
 use crate::telemetry::{self, Advance, BatchDone, Metrics, PartitionMetrics, Rebalance, Telemetry};
-use crate::{Error, Result};
+use crate::{Error, Result, lock};
 
 /// The bytes a processor key is written as in an output record's key.
 pub trait RecordKey {
@@ -393,10 +393,6 @@ impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> 
         self.shared
             .fail(format!("partition {partition} failed: {error}"));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The snapshot store of one partition of `topic`.

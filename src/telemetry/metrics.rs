@@ -19,6 +19,7 @@ use weir_actors::PartitionStats;
 use weir_state::StateEnv;
 
 use super::names::{self, Kind, Metric};
+use crate::lock;
 
 /// One partition's figures (kept after the partition leaves the process, so
 /// its counters never go backwards).
@@ -47,6 +48,12 @@ pub struct PartitionMetrics {
     restore_keys: AtomicU64,
     /// Where its RocksDB instance lives, for the disk size.
     dir: Mutex<Option<PathBuf>>,
+}
+
+impl Default for PartitionMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PartitionMetrics {
@@ -90,13 +97,6 @@ impl PartitionMetrics {
         if !checkpoints {
             self.checkpoint_at_ms.store(-1, Ordering::Relaxed);
         }
-    }
-
-    /// A restore begins (its size is not known yet).
-    pub(crate) fn restore_started(&self) {
-        self.restoring.store(true, Ordering::Relaxed);
-        self.restore_total.store(0, Ordering::Relaxed);
-        self.restore_bytes.store(0, Ordering::Relaxed);
     }
 
     /// The restore needs `total` bytes (from the start again, when an
@@ -212,7 +212,7 @@ struct Inner {
     checkpoint_failures: AtomicU64,
     /// Input that could not be routed to a partition (undecodable lines of
     /// file input, whose key is unknown).
-    unrouted: AtomicU64,
+    unrouted: PartitionMetrics,
     rebalances: [AtomicU64; 3],
     /// A job is running and has its partitions up.
     started: AtomicBool,
@@ -269,11 +269,13 @@ impl Metrics {
     }
 
     /// Registers a callback reporting `value` of every partition (every one
-    /// seen for counters, owned ones for gauges).
+    /// seen for counters, owned ones for gauges) and, with `unrouted`, of
+    /// the input that has no partition.
     fn per_partition(
         &self,
         meter: &Meter,
         m: Metric,
+        unrouted: bool,
         value: impl Fn(&PartitionMetrics) -> Option<f64> + Send + Sync + 'static,
     ) {
         let inner = Arc::clone(&self.0);
@@ -290,11 +292,12 @@ impl Metrics {
                     emit(v, &[KeyValue::new("partition", p.to_string())]);
                 }
             }
-            let unrouted = inner.unrouted.load(Ordering::Relaxed);
-            if unrouted > 0
-                && (m.name == names::RECORDS_IN.name || m.name == names::DEAD_LETTERED.name)
+            let none = &inner.unrouted;
+            if unrouted
+                && none.records_in.load(Ordering::Relaxed) > 0
+                && let Some(v) = value(none)
             {
-                emit(unrouted as f64, &[KeyValue::new("partition", UNROUTED)]);
+                emit(v, &[KeyValue::new("partition", UNROUTED)]);
             }
         };
         match m.kind {
@@ -320,39 +323,48 @@ impl Metrics {
             move |pm: &PartitionMetrics| Some(PartitionStats::get(f(&pm.stats)) as f64)
         };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        self.per_partition(meter, names::LAG_COMMITTED, |pm| pm.lag(&pm.committed));
-        self.per_partition(meter, names::LAG_PROCESSED, |pm| pm.lag(&pm.processed));
-        self.per_partition(meter, names::RECORDS_IN, move |pm| {
+        self.per_partition(meter, names::LAG_COMMITTED, false, |pm| {
+            pm.lag(&pm.committed)
+        });
+        self.per_partition(meter, names::LAG_PROCESSED, false, |pm| {
+            pm.lag(&pm.processed)
+        });
+        self.per_partition(meter, names::RECORDS_IN, true, move |pm| {
             Some(load(&pm.records_in))
         });
-        self.per_partition(meter, names::RECORDS_OUT, stat(|s| &s.emitted));
-        self.per_partition(meter, names::DEAD_LETTERED, move |pm| {
+        self.per_partition(meter, names::RECORDS_OUT, false, stat(|s| &s.emitted));
+        self.per_partition(meter, names::DEAD_LETTERED, true, move |pm| {
             Some(load(&pm.decode_errors) + load(&pm.stats.dead_lettered))
         });
-        self.per_partition(meter, names::LATE, stat(|s| &s.late));
-        self.per_partition(meter, names::LIVE_ACTORS, stat(|s| &s.live_keys));
-        self.per_partition(meter, names::PASSIVATIONS, stat(|s| &s.passivations));
-        self.per_partition(meter, names::PENDING_TIMERS, stat(|s| &s.pending_timers));
-        self.per_partition(meter, names::CHECKPOINT_SIZE, move |pm| {
+        self.per_partition(meter, names::LATE, false, stat(|s| &s.late));
+        self.per_partition(meter, names::LIVE_ACTORS, false, stat(|s| &s.live_keys));
+        self.per_partition(meter, names::PASSIVATIONS, false, stat(|s| &s.passivations));
+        self.per_partition(
+            meter,
+            names::PENDING_TIMERS,
+            false,
+            stat(|s| &s.pending_timers),
+        );
+        self.per_partition(meter, names::CHECKPOINT_SIZE, false, move |pm| {
             Some(load(&pm.checkpoint_size))
         });
-        self.per_partition(meter, names::CHECKPOINT_AGE, |pm| {
+        self.per_partition(meter, names::CHECKPOINT_AGE, false, |pm| {
             let at = pm.checkpoint_at_ms.load(Ordering::Relaxed);
             (at >= 0).then(|| (now_ms() - at).max(0) as f64 / 1000.0)
         });
-        self.per_partition(meter, names::RESTORE_DURATION, move |pm| {
+        self.per_partition(meter, names::RESTORE_DURATION, false, move |pm| {
             Some(load(&pm.restore_ms) / 1000.0)
         });
-        self.per_partition(meter, names::RESTORE_BYTES, move |pm| {
+        self.per_partition(meter, names::RESTORE_BYTES, false, move |pm| {
             Some(load(&pm.restore_bytes))
         });
-        self.per_partition(meter, names::RESTORE_TOTAL_BYTES, move |pm| {
+        self.per_partition(meter, names::RESTORE_TOTAL_BYTES, false, move |pm| {
             Some(load(&pm.restore_total))
         });
-        self.per_partition(meter, names::RESTORE_KEYS, move |pm| {
+        self.per_partition(meter, names::RESTORE_KEYS, false, move |pm| {
             Some(load(&pm.restore_keys))
         });
-        self.per_partition(meter, names::DISK, |pm| {
+        self.per_partition(meter, names::DISK, false, |pm| {
             let dir = lock(&pm.dir).clone()?;
             Some(dir_size(&dir) as f64)
         });
@@ -439,6 +451,9 @@ impl Metrics {
             pm.checkpoint_at_ms.store(now, Ordering::Relaxed);
             pm.restore_began_ms.store(now, Ordering::Relaxed);
             pm.restoring.store(true, Ordering::Relaxed);
+            for a in [&pm.restore_total, &pm.restore_bytes] {
+                a.store(0, Ordering::Relaxed);
+            }
             for a in [&pm.high_watermark, &pm.committed, &pm.processed] {
                 a.store(-1, Ordering::Relaxed);
             }
@@ -508,7 +523,7 @@ impl Metrics {
 
     /// `n` input records did not decode and have no partition.
     pub(crate) fn unrouted(&self, n: u64) {
-        self.0.unrouted.fetch_add(n, Ordering::Relaxed);
+        self.0.unrouted.read(n, n);
     }
 
     /// A rebalance event.
@@ -545,10 +560,6 @@ fn ready(i: &Inner) -> bool {
             .any(|p| p.owned.load(Ordering::Relaxed) && p.restoring.load(Ordering::Relaxed))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,14 +589,14 @@ mod tests {
         assert!(m.ready());
         let pm = m.set_owned(0, Some(PathBuf::from("/nonexistent")));
         assert!(!m.ready(), "taken over: restoring until open");
-        pm.restore_started();
         pm.restore_size(10);
         assert!(!m.ready(), "partition 0 is restoring");
         pm.restore_progress(10);
         pm.restore_finished(2);
         assert!(m.ready());
         assert_eq!(pm.restore_keys.load(Ordering::Relaxed), 2);
-        pm.restore_started();
+        m.set_owned(0, Some(PathBuf::from("/nonexistent")));
+        assert!(!m.ready(), "taken over again: restoring");
         m.set_owned(0, None);
         assert!(m.ready(), "a released partition does not count");
         m.set_shutting_down();
