@@ -177,8 +177,7 @@ impl Processor for BruteForce {
 /// Decodes a CEF line into (src, rt, login). `now_ms` places dates written
 /// without a year.
 pub fn decode_line(line: &[u8], now_ms: i64) -> Result<Decoded<String, Login>, String> {
-    let text = std::str::from_utf8(line).map_err(|e| format!("input is not UTF-8: {e}"))?;
-    let ev = weir::cef::decode(text).map_err(|e| e.to_string())?;
+    let ev = weir::cef::decode_bytes(line).map_err(|e| e.to_string())?;
     let src = ev.get("src").ok_or("missing src extension")?;
     if src.is_empty() {
         return Err("empty src extension".into());

@@ -4,11 +4,22 @@
 //! A line is `[syslog prefix ]CEF:Version|Device Vendor|Device Product|Device
 //! Version|Signature ID|Name|Severity|Extension`. Header fields are split on
 //! unescaped `|` and unescape `\|` and `\\`. The extension is `key=value`
-//! pairs separated by spaces; a value runs up to the space before the next
-//! `key=` (so values may hold spaces and `|`), and unescapes `\=`, `\\`,
-//! `\n`, `\r` (and `\|`). A `=` preceded by `\` or by a space is part of a
-//! value, not a new key. Fields borrow from the line unless an escape had to
-//! be removed.
+//! pairs separated by whitespace (spaces or tabs); a value runs up to the
+//! whitespace before the next `key=` (so values may hold spaces and `|`),
+//! and unescapes `\=`, `\\`, `\n` and `\r`. A `=` preceded by `\` or by
+//! whitespace is part of a value, not a new key. Fields borrow from the line
+//! unless an escape had to be removed.
+//!
+//! Where the widely used decoders (Logstash's CEF codec, Filebeat's
+//! `decode_cef`, the Elasticsearch CEF processor) agree, weir agrees with
+//! them: whitespace (spaces, tabs, CR, LF) after the last extension value is
+//! not part of it, and a tab before the next `key=` separates pairs like a
+//! space. Where they disagree weir picks one answer: an unknown escape in an
+//! extension value (`\|`, `\t`, `\x`) is kept as written, backslash
+//! included, as Logstash does (Filebeat and Elasticsearch reject the line);
+//! keeping it loses nothing and no event is dropped for it. Header fields
+//! unescape `\|` and `\\` as the format defines. Input that is not UTF-8 is
+//! an error ([`decode_bytes`]), never replaced.
 //!
 //! ```
 //! let line = r"<13>Nov 22 10:00:00 fw1 CEF:0|Acme|FW|1.0|100|Login failed|5|src=10.0.0.5 msg=bad pass\=word rt=1700000000000";
@@ -90,6 +101,19 @@ const HEADER_NAMES: [&str; 7] = [
     "name",
     "severity",
 ];
+
+/// Decodes one CEF line given as bytes: input that is not UTF-8 is an
+/// error naming the first bad byte's column.
+///
+/// ```
+/// let e = weir::cef::decode_bytes(b"CEF:0|V|P|1|1|N|1|src=\xff").unwrap_err();
+/// assert_eq!(e.to_string(), "column 23: expected UTF-8 text");
+/// ```
+pub fn decode_bytes(line: &[u8]) -> Result<Event<'_>, Error> {
+    let text =
+        std::str::from_utf8(line).map_err(|e| Error::at(e.valid_up_to() + 1, "UTF-8 text"))?;
+    decode(text)
+}
 
 /// Decodes one CEF line.
 pub fn decode(line: &str) -> Result<Event<'_>, Error> {
@@ -178,7 +202,7 @@ fn unescape_value(s: &str) -> Cow<'_, str> {
             match chars.next() {
                 Some('n') => out.push('\n'),
                 Some('r') => out.push('\r'),
-                Some(n @ ('=' | '\\' | '|')) => out.push(n),
+                Some(n @ ('=' | '\\')) => out.push(n),
                 Some(n) => {
                     out.push('\\');
                     out.push(n);
@@ -190,6 +214,13 @@ fn unescape_value(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Whitespace that separates extension pairs (and ends the last value).
+const SEPARATORS: [char; 4] = [' ', '\t', '\r', '\n'];
+
+fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -204,7 +235,7 @@ fn decode_extension(ext: &str, offset: usize) -> Result<Vec<(&str, Cow<'_, str>)
     // (key start, '=' position) of the pair being read.
     let mut current: Option<(usize, usize)> = None;
     let mut i = 0;
-    let lead = bytes.iter().take_while(|&&b| b == b' ').count();
+    let lead = bytes.iter().take_while(|&&b| is_separator(b)).count();
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => i += 2,
@@ -213,10 +244,10 @@ fn decode_extension(ext: &str, offset: usize) -> Result<Vec<(&str, Cow<'_, str>)
                 while k > 0 && is_key_byte(bytes[k - 1]) {
                     k -= 1;
                 }
-                let starts_pair = k < i && (k == lead || (k > 0 && bytes[k - 1] == b' '));
+                let starts_pair = k < i && (k == lead || (k > 0 && is_separator(bytes[k - 1])));
                 if starts_pair {
                     if let Some((ks, eq)) = current {
-                        let value = ext[eq + 1..k].trim_end_matches(' ');
+                        let value = ext[eq + 1..k].trim_end_matches(SEPARATORS);
                         pairs.push((&ext[ks..eq], unescape_value(value)));
                     } else if k != lead {
                         return Err(Error::at(offset + lead + 1, "an extension key=value pair"));
@@ -232,7 +263,7 @@ fn decode_extension(ext: &str, offset: usize) -> Result<Vec<(&str, Cow<'_, str>)
     }
     match current {
         Some((ks, eq)) => {
-            let value = ext[eq + 1..].trim_end_matches(' ');
+            let value = ext[eq + 1..].trim_end_matches(SEPARATORS);
             pairs.push((&ext[ks..eq], unescape_value(value)));
         }
         None if ext[lead..].is_empty() => {}

@@ -88,6 +88,10 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// Batches in flight per partition.
     pub batch_credits: usize,
+    /// Most timers one key fires in a row in one firing round, each set by
+    /// the `on_timer` call before it; a key past it waits for the next round
+    /// (at the end of input: its timers stay stored), counted and logged.
+    pub max_timer_chain: u32,
     /// Checkpointing (`None`: no checkpoints; every run starts empty).
     pub checkpoints: Option<CheckpointSettings>,
 }
@@ -106,6 +110,7 @@ impl Default for Settings {
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
             batch_credits: 4,
+            max_timer_chain: weir_actors::core::DEFAULT_MAX_TIMER_CHAIN,
             checkpoints: None,
         }
     }
@@ -128,6 +133,9 @@ impl Settings {
         if self.batch_credits == 0 {
             return Err(Error::Config("batch credits must be at least 1".into()));
         }
+        if self.max_timer_chain == 0 {
+            return Err(Error::Config("max timer chain must be at least 1".into()));
+        }
         Ok(())
     }
 
@@ -141,6 +149,7 @@ impl Settings {
             idle_watermark_ms: self.idle_watermark.map(ms),
             max_attempts: self.max_attempts,
             retry_backoff: self.retry_backoff,
+            max_timer_chain: self.max_timer_chain,
         }
     }
 }

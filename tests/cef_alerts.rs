@@ -6,12 +6,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{data_set, example_bin, run_example, summary_field};
+use common::{data_set, end_with_two_open_windows, example_bin, run_example, summary_field};
 
 #[test]
 fn alerts_match_an_independent_reference_and_malformed_lines_are_dead_lettered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = data_set(60_000, 400, 42, 150);
+    let mut data = data_set(60_000, 400, 42, 150);
+    end_with_two_open_windows(&mut data);
     assert!(
         data.reference.len() > 20,
         "the data set has attacks: {}",
@@ -181,7 +182,7 @@ fn weir_cef_decode_prints_json_and_errors_per_line() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"CEF:0|V|P|1|100|N|5|src=1.2.3.4 msg=a b\\=c\nnot cef\nCEF:1|V|P|1|2|N|5|\n")
+        .write_all(b"CEF:0|V|P|1|100|N|5|src=1.2.3.4 msg=a b\\=c\nnot cef\nCEF:1|V|P|1|2|N|5|\nCEF:0|V|P|1|1|N|1|src=\xff\xfe\nCEF:0|V|P|1|1|N|1|a=1\tb=x y\t\r\n")
         .expect("write");
     let out = child.wait_with_output().expect("runs");
     assert!(out.status.success());
@@ -190,7 +191,7 @@ fn weir_cef_decode_prints_json_and_errors_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 5);
     assert_eq!(lines[0]["signatureId"], "100");
     assert_eq!(lines[0]["msg"], "a b=c");
     assert_eq!(lines[0]["deviceVendor"], "V");
@@ -202,4 +203,77 @@ fn weir_cef_decode_prints_json_and_errors_per_line() {
             .contains("column 1")
     );
     assert_eq!(lines[2]["version"], 1);
+    assert_eq!(
+        lines[3],
+        serde_json::json!({"error": "column 23: expected UTF-8 text", "line": 4}),
+        "bytes that are not UTF-8 are an error, not replaced"
+    );
+    assert_eq!(
+        (lines[4]["a"].as_str(), lines[4]["b"].as_str()),
+        (Some("1"), Some("x y")),
+        "a tab separates pairs; trailing tab and CR are not part of a value"
+    );
+}
+
+#[test]
+fn the_last_window_of_a_finite_input_is_not_lost() {
+    // Five failed logins in the two seconds before a minute boundary and
+    // five in the half second after it: at the end of the file the first
+    // window is still open (the watermark trails by 5 s), so the source has
+    // two open windows and one close timer that re-arms from the first to
+    // the second.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for rt in (0..5)
+        .map(|i| 1_700_000_098_000i64 + i * 100)
+        .chain((0..5).map(|i| 1_700_000_100_000 + i * 100))
+    {
+        text.push_str(&format!(
+            "CEF:0|V|P|1|100|Login|5|src=10.1.1.1 outcome=failure rt={rt}\n"
+        ));
+    }
+    let input = dir.path().join("ten.cef");
+    std::fs::write(&input, text).expect("write input");
+    let run = run_example(
+        dir.path(),
+        "ten",
+        &["--input", input.to_str().expect("utf-8")],
+    );
+    let starts: Vec<i64> = run.alerts.iter().map(|a| a.1).collect();
+    assert_eq!(starts, vec![1_700_000_040_000, 1_700_000_100_000]);
+    assert!(run.dead_letters.is_empty(), "{:?}", run.dead_letters);
+}
+
+#[test]
+fn a_million_events_match_the_reference_including_the_last_window() {
+    // The sizes a user tries first: 1,000,000 events over 10,000, 50,000
+    // and 1,000,000 source addresses, each ending with a source that has
+    // two open windows when the input ends.
+    for (keys, seed) in [(10_000, 11), (50_000, 12), (1_000_000, 13)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut data = data_set(1_000_000, keys, seed, 0);
+        end_with_two_open_windows(&mut data);
+        let input = dir.path().join("events.cef");
+        std::fs::write(&input, &data.text).expect("write input");
+        let run = run_example(
+            dir.path(),
+            "alerts",
+            &["--input", input.to_str().expect("utf-8")],
+        );
+        let got: BTreeSet<_> = run.alerts.iter().cloned().collect();
+        assert_eq!(got.len(), run.alerts.len(), "{keys} keys: no alert twice");
+        let missing: Vec<_> = data.reference.difference(&got).take(5).collect();
+        let extra: Vec<_> = got.difference(&data.reference).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{keys} keys: {} alerts, reference {}; missing {missing:?}, extra {extra:?}",
+            got.len(),
+            data.reference.len()
+        );
+        eprintln!(
+            "{keys} keys: {} alerts equal the reference ({})",
+            got.len(),
+            run.summary.trim()
+        );
+    }
 }

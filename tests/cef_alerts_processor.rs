@@ -141,3 +141,34 @@ fn decoder_rejects_with_reasons() {
             .contains("UTF-8")
     );
 }
+
+#[test]
+fn a_key_with_two_open_windows_at_end_of_input_gets_both_alerts() {
+    // The ten lines: five failures in the two seconds before a
+    // minute boundary, five in the half second after it. With 5 s of
+    // out-of-orderness the first window is still open when the input ends.
+    let mut t = TestDriver::with_config(
+        BruteForce {
+            window_ms: MIN,
+            threshold: 5,
+        },
+        CoreConfig {
+            out_of_orderness_ms: Some(5_000),
+            idle_watermark_ms: None,
+            idle_passivation_ms: None,
+            ..CoreConfig::default()
+        },
+    );
+    let base = 1_700_000_040_000;
+    let times = (0..5)
+        .map(|i| 1_700_000_098_000 + i * 100)
+        .chain((0..5).map(|i| 1_700_000_100_000 + i * 100));
+    for rt in times {
+        t.push("10.1.1.1", rt, login(rt, true));
+    }
+    assert!(t.take_emitted().is_empty(), "both windows still open");
+    t.finish();
+    let starts: Vec<i64> = t.take_emitted().iter().map(|a| a.window_start).collect();
+    assert_eq!(starts, vec![base, base + MIN]);
+    assert_eq!(t.pending_timers(), 0);
+}

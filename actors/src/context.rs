@@ -12,6 +12,9 @@ pub struct Context<'a, P: Processor> {
     pub(crate) now: i64,
     pub(crate) out: &'a mut Vec<(P::Key, P::Out)>,
     pub(crate) timers: &'a mut TimerQueue<P::Key>,
+    /// The chain timers set in this call get: 0 in `process` and `on_late`,
+    /// one more than the firing timer's in `on_timer`.
+    pub(crate) chain: u32,
 }
 
 impl<P: Processor> Context<'_, P> {
@@ -47,7 +50,8 @@ impl<P: Processor> Context<'_, P> {
     /// Sets this key's timer `name` to fire at `at` in `domain`, replacing a
     /// timer of the same name.
     pub fn set_timer(&mut self, name: impl Into<TimerName>, at: i64, domain: TimeDomain) {
-        self.timers.set(self.key, name.into(), domain, at);
+        self.timers
+            .set_chained(self.key, name.into(), domain, at, self.chain);
     }
 
     /// Cancels this key's timer `name`, if set.

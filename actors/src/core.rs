@@ -18,12 +18,39 @@
 //! `State::default()` is deleted rather than stored.
 //!
 //! ## Order of effects for one record
-//! 1. the watermark observes the record's time; timers now due fire first;
-//! 2. a late record (time at or below the watermark) is counted and handed to
-//!    `on_late`; any other record to `process`;
+//! 1. the record is late when its time is at or below the watermark as it
+//!    stood before the record (so the record that moves the watermark is
+//!    never late itself); the watermark then observes the record's time and
+//!    the timers now due fire first;
+//! 2. a late record is counted and handed to `on_late`; any other record
+//!    to `process`;
 //! 3. timer changes made by the call are written to the store at once, and
 //!    an event-time timer the call set at or behind the watermark fires now;
 //!    state is written when the key passivates or the partition flushes.
+//!
+//! ## Firing rounds
+//! Timers fire in rounds: each time the watermark moves (a record, an idle
+//! advance, an explicit advance, the end of input) and each tick for
+//! processing time, every timer due by then fires in time order, and so do
+//! the timers that `on_timer` calls set while the round runs, when they are
+//! due too. At the end of input the watermark is `i64::MAX`, so a key with
+//! several open windows closes them all even when it keeps one timer and
+//! re-arms it for the next window from `on_timer`.
+//!
+//! A timer's *chain* is the number of firings in a row, within the round,
+//! that led to it being set (0 for one set by a record or left from an
+//! earlier round). A processor that re-arms without end (a timer that always
+//! sets itself again, for a later or the same time) would make a round at
+//! the end of input endless, so a key reaching
+//! [`CoreConfig::max_timer_chain`] (default [`DEFAULT_MAX_TIMER_CHAIN`]) is
+//! stopped for the round: its remaining due timers are held, unchanged and
+//! stored, until the next round (after the end of input there is none, and
+//! they stay in the state), counted in [`Counters::timers_deferred`] and
+//! reported in a warning that names the key. Other keys carry on. A
+//! legitimate chain is as long as the windows a key has open at once, far
+//! below the bound; a periodic processing-time timer that catches up after a
+//! long pause by re-arming from its own time catches up at most that many
+//! periods per tick.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -31,7 +58,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lru::LruCache;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use weir_state::layout::{
     META_MAX_SEEN, META_POSITION, META_WATERMARK, parse_timer_key, timer_key,
 };
@@ -41,8 +68,8 @@ use weir_state::{KeyCodec, Space, Store};
 use crate::Error;
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::processor::{ProcessError, Processor, TimeDomain};
-use crate::timers::{Change, TimerQueue};
+use crate::processor::{ProcessError, Processor, TimeDomain, Timer};
+use crate::timers::{Change, Due, TimerQueue};
 use crate::watermark::Watermark;
 
 /// How a partition behaves. Built by the job from its settings.
@@ -66,6 +93,9 @@ pub struct CoreConfig {
     pub max_attempts: u32,
     /// Back-off before the first retry; doubles each attempt up to a second.
     pub retry_backoff: Duration,
+    /// Most timers one key may fire in a row within one firing round, each
+    /// set by the `on_timer` call before it (see "Firing rounds" above).
+    pub max_timer_chain: u32,
 }
 
 impl Default for CoreConfig {
@@ -78,9 +108,13 @@ impl Default for CoreConfig {
             idle_watermark_ms: Some(10_000),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
+            max_timer_chain: DEFAULT_MAX_TIMER_CHAIN,
         }
     }
 }
+
+/// Default of [`CoreConfig::max_timer_chain`].
+pub const DEFAULT_MAX_TIMER_CHAIN: u32 = 1_000;
 
 /// One decoded input record on its way to its key actor.
 #[derive(Debug, Clone)]
@@ -146,6 +180,9 @@ pub struct Counters {
     pub emitted: u64,
     /// Timers fired.
     pub timers_fired: u64,
+    /// Timers held back because their key reached
+    /// [`CoreConfig::max_timer_chain`] in a firing round.
+    pub timers_deferred: u64,
     /// Keys activated (state loaded or defaulted).
     pub activations: u64,
     /// Keys passivated.
@@ -185,7 +222,7 @@ pub struct PartitionCore<P: Processor, S: Store> {
 /// it is given, which closures returning futures cannot express with `Send`.
 macro_rules! call_with_retry {
     ($core:ident, $slot:ident, $key:expr, $ts:expr, $raw:expr, $pos:expr,
-     |$ctx:ident, $state:ident| $call:expr) => {{
+     $chain:expr, |$ctx:ident, $state:ident| $call:expr) => {{
         let mut attempt = 1;
         let mut backoff = $core.config.retry_backoff;
         loop {
@@ -197,6 +234,7 @@ macro_rules! call_with_retry {
                 now: $core.clock.now_ms(),
                 out: &mut $core.out,
                 timers: &mut $core.timers,
+                chain: $chain,
             };
             let $state = &mut $slot.state;
             let result = $call.await;
@@ -367,10 +405,13 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     ) -> Result<(), Error> {
         self.counters.records += 1;
         let now = self.clock.now_ms();
+        // Late against the watermark as the record found it: the record
+        // that moves the watermark is never late itself (with an
+        // out-of-orderness of 0 it moves it to its own time).
+        let late = env.timestamp.is_some_and(|ts| self.watermark.is_late(ts));
         if self.watermark.observe(env.timestamp, now) {
             self.fire_event_timers().await?;
         }
-        let late = env.timestamp.is_some_and(|ts| self.watermark.is_late(ts));
         self.activate(&env.key, now)?;
         let processor = &*self.processor;
         let slot = self.keys.get_mut(&env.key).expect("activated above");
@@ -383,6 +424,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 env.timestamp,
                 raw.to_vec(),
                 Some(env.position),
+                0,
                 |ctx, state| processor.on_late(&mut ctx, state, &env.value)
             );
         } else {
@@ -393,6 +435,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 env.timestamp,
                 raw.to_vec(),
                 Some(env.position),
+                0,
                 |ctx, state| processor.process(&mut ctx, state, &env.value)
             );
         }
@@ -438,15 +481,14 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     }
 
     /// The input ended: the watermark goes to the maximum so every
-    /// event-time timer fires, then all state is written back and flushed.
+    /// event-time timer fires, timers set while they fire included, then all
+    /// state is written back and flushed. A key whose timers keep re-arming
+    /// stops at [`CoreConfig::max_timer_chain`]; its remaining timers stay
+    /// stored (and counted in [`Counters::timers_deferred`]).
     /// Processing-time timers stay stored for the next run.
     pub async fn finish(&mut self) -> Result<(), Error> {
         self.watermark.finish();
-        // Only timers pending now fire: a timer that re-arms itself from
-        // `on_timer` would otherwise fire forever at an infinite watermark.
-        let pending = self.timers.sequence();
-        self.fire_due_before(TimeDomain::EventTime, i64::MAX, pending)
-            .await?;
+        self.fire_event_timers().await?;
         self.passivate_all()?;
         self.store.flush()?;
         Ok(())
@@ -522,23 +564,34 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         self.fire_due(TimeDomain::EventTime, wm).await
     }
 
+    /// One firing round: fires every timer of `domain` due at or before
+    /// `upto`, in time order, timers set while they fire included. A key
+    /// whose timer is the `max_timer_chain`-th in a row set by the firing
+    /// before it is held back with all its other due timers until the next
+    /// round (see "Firing rounds" in the module docs).
     async fn fire_due(&mut self, domain: TimeDomain, upto: i64) -> Result<(), Error> {
-        self.fire_due_before(domain, upto, u64::MAX).await
-    }
-
-    /// Fires due timers of `domain` that were set before sequence number
-    /// `before`.
-    async fn fire_due_before(
-        &mut self,
-        domain: TimeDomain,
-        upto: i64,
-        before: u64,
-    ) -> Result<(), Error> {
         if self.timers.next_due(domain).is_none_or(|t| t > upto) {
             return Ok(());
         }
+        let round = self.timers.sequence();
+        let mut held: Vec<(P::Key, Timer)> = Vec::new();
+        let mut held_keys: FxHashSet<P::Key> = FxHashSet::default();
         let processor = Arc::clone(&self.processor);
-        while let Some((key, timer)) = self.timers.pop_due(domain, upto, before) {
+        while let Some(due) = self.timers.pop_due(domain, upto) {
+            // A chain counts only firings of this round: a timer left from
+            // an earlier round (or set by a record) starts a new one.
+            let chain = if due.seq >= round { due.chain } else { 0 };
+            if chain >= self.config.max_timer_chain
+                || (!held_keys.is_empty() && held_keys.contains(&due.key))
+            {
+                self.counters.timers_deferred += 1;
+                if held_keys.insert(due.key.clone()) {
+                    self.report_runaway(&due.key, &due.timer, upto);
+                }
+                held.push((due.key, due.timer));
+                continue;
+            }
+            let Due { key, timer, .. } = due;
             self.counters.timers_fired += 1;
             let now = self.clock.now_ms();
             self.activate(&key, now)?;
@@ -555,11 +608,35 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 )
                 .into_bytes(),
                 None,
+                chain.saturating_add(1),
                 |ctx, state| processor.on_timer(&mut ctx, state, timer.clone())
             );
             self.enforce_cap()?;
         }
+        // Held timers wait, unchanged, for the next round (their chain
+        // starts again there).
+        for (key, timer) in held {
+            self.timers.set(&key, timer.name, timer.domain, timer.at);
+        }
         Ok(())
+    }
+
+    fn report_runaway(&self, key: &P::Key, timer: &Timer, upto: i64) {
+        let end_of_input = upto == i64::MAX && timer.domain == TimeDomain::EventTime;
+        tracing::warn!(
+            partition = self.config.partition,
+            key = ?key,
+            timer = %timer.name,
+            at = timer.at,
+            limit = self.config.max_timer_chain,
+            "a key's timers re-armed themselves {} times in a row in one firing round; {}",
+            self.config.max_timer_chain,
+            if end_of_input {
+                "its remaining timers stay stored unfired at the end of input"
+            } else {
+                "its remaining due timers wait for the next round"
+            }
+        );
     }
 
     fn activate(&mut self, key: &P::Key, now: i64) -> Result<(), Error> {

@@ -26,6 +26,8 @@ pub struct PartitionStats {
     pub emitted: AtomicU64,
     /// Keys passivated.
     pub passivations: AtomicU64,
+    /// Due timers held back by the timer chain bound.
+    pub timers_deferred: AtomicU64,
     /// Keys live now.
     pub live_keys: AtomicU64,
     /// Timers pending now.
@@ -50,6 +52,11 @@ impl PartitionStats {
         );
         add(&self.emitted, published.emitted, now.emitted);
         add(&self.passivations, published.passivations, now.passivations);
+        add(
+            &self.timers_deferred,
+            published.timers_deferred,
+            now.timers_deferred,
+        );
         self.live_keys.store(live as u64, Ordering::Relaxed);
         self.pending_timers.store(timers as u64, Ordering::Relaxed);
         *published = *now;

@@ -39,6 +39,7 @@ impl<P: Processor> TestDriver<P> {
                 idle_watermark_ms: None,
                 max_attempts: 3,
                 retry_backoff: Duration::ZERO,
+                max_timer_chain: crate::core::DEFAULT_MAX_TIMER_CHAIN,
             },
         )
     }
@@ -117,7 +118,9 @@ impl<P: Processor> TestDriver<P> {
         self.run(async |core| core.tick().await);
     }
 
-    /// Ends the input: every event-time timer fires, all state is written.
+    /// Ends the input: every event-time timer fires (timers set while they
+    /// fire included, within the partition's timer chain bound), all state
+    /// is written. The same code as a finite job's end of input.
     pub fn finish(&mut self) {
         self.run(async |core| core.finish().await);
     }

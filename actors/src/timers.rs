@@ -21,6 +21,25 @@ struct Entry {
     domain: TimeDomain,
     at: i64,
     seq: u64,
+    /// How many timer firings in a row led to this timer being set (0: set
+    /// by a record, or read from the store). See [`Due::chain`].
+    chain: u32,
+}
+
+/// A timer taken from the queue to fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due<K> {
+    /// The key it belongs to.
+    pub key: K,
+    /// The timer.
+    pub timer: Timer,
+    /// Its sequence number: timers set later have higher ones.
+    pub seq: u64,
+    /// How many firings in a row led to it: a timer set from `on_timer` of a
+    /// timer with chain `c` has chain `c + 1`. Only meaningful for timers
+    /// set within the current firing round (`seq` at or above the round's
+    /// first [`TimerQueue::sequence`]).
+    pub chain: u32,
 }
 
 /// A change to persist: a timer stored or removed.
@@ -115,6 +134,19 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
     /// Sets (or replaces) a timer. Setting it to what it already is does
     /// nothing, not even a change to persist.
     pub fn set(&mut self, key: &K, name: TimerName, domain: TimeDomain, at: i64) {
+        self.set_chained(key, name, domain, at, 0);
+    }
+
+    /// Like [`set`](Self::set), for a timer set while a timer with chain
+    /// `chain - 1` fires (see [`Due::chain`]).
+    pub fn set_chained(
+        &mut self,
+        key: &K,
+        name: TimerName,
+        domain: TimeDomain,
+        at: i64,
+        chain: u32,
+    ) {
         let seq = self.next_seq;
         let old = match self.by_key.get_mut(key) {
             Some(entries) => match entries.iter_mut().find(|e| e.name == name) {
@@ -122,7 +154,7 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
                 Some(e) => {
                     self.queue.remove(&(e.domain, e.at, e.seq));
                     let old = (e.domain, e.at);
-                    (e.domain, e.at, e.seq) = (domain, at, seq);
+                    (e.domain, e.at, e.seq, e.chain) = (domain, at, seq, chain);
                     Some(old)
                 }
                 None => {
@@ -131,6 +163,7 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
                         domain,
                         at,
                         seq,
+                        chain,
                     });
                     None
                 }
@@ -143,6 +176,7 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
                         domain,
                         at,
                         seq,
+                        chain,
                     }],
                 );
                 None
@@ -197,21 +231,29 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
     }
 
     /// Removes and returns the earliest timer in `domain` due at or before
-    /// `upto` among those set before sequence number `before`.
-    pub fn pop_due(&mut self, domain: TimeDomain, upto: i64, before: u64) -> Option<(K, Timer)> {
+    /// `upto`.
+    pub fn pop_due(&mut self, domain: TimeDomain, upto: i64) -> Option<Due<K>> {
         let (&(d, at, seq), _) = self
             .queue
             .range((domain, i64::MIN, 0)..=(domain, upto, u64::MAX))
-            .find(|((_, _, seq), _)| *seq < before)?;
+            .next()?;
         let (key, name) = self.queue.remove(&(d, at, seq)).expect("entry just seen");
+        let mut chain = 0;
         if let Some(entries) = self.by_key.get_mut(&key) {
-            entries.retain(|e| e.seq != seq);
+            if let Some(i) = entries.iter().position(|e| e.seq == seq) {
+                chain = entries.swap_remove(i).chain;
+            }
             if entries.is_empty() {
                 self.by_key.remove(&key);
             }
         }
         self.record(&key, &name, Some((domain, at)), None);
-        Some((key, Timer { name, at, domain }))
+        Some(Due {
+            key,
+            timer: Timer { name, at, domain },
+            seq,
+            chain,
+        })
     }
 
     /// Number of timers whose persisted value is out of date.
@@ -286,14 +328,13 @@ mod tests {
         q.set(&"a", name("y"), TimeDomain::ProcessingTime, 5);
         q.set(&"c", name("x"), TimeDomain::EventTime, 20);
         assert_eq!(q.next_due(TimeDomain::EventTime), Some(10));
-        let fired: Vec<_> = std::iter::from_fn(|| q.pop_due(TimeDomain::EventTime, 25, u64::MAX))
-            .map(|(k, t)| (k, t.at))
+        let fired: Vec<_> = std::iter::from_fn(|| q.pop_due(TimeDomain::EventTime, 25))
+            .map(|d| (d.key, d.timer.at))
             .collect();
         assert_eq!(fired, vec![("a", 10), ("c", 20)]);
-        assert_eq!(q.pop_due(TimeDomain::ProcessingTime, 4, u64::MAX), None);
+        assert_eq!(q.pop_due(TimeDomain::ProcessingTime, 4), None);
         assert_eq!(
-            q.pop_due(TimeDomain::ProcessingTime, 5, u64::MAX)
-                .map(|(k, _)| k),
+            q.pop_due(TimeDomain::ProcessingTime, 5).map(|d| d.key),
             Some("a")
         );
         assert_eq!(q.len(), 1);
@@ -301,18 +342,24 @@ mod tests {
     }
 
     #[test]
-    fn pop_due_skips_timers_set_after_a_sequence_number() {
+    fn popped_timers_carry_their_chain_and_sequence() {
         let mut q = TimerQueue::default();
         q.set(&"a", name("x"), TimeDomain::EventTime, 10);
-        let before = q.sequence();
-        q.set(&"b", name("x"), TimeDomain::EventTime, 5);
+        let round = q.sequence();
+        let first = q.pop_due(TimeDomain::EventTime, 100).expect("due");
+        assert_eq!((first.chain, first.seq < round), (0, true));
+        q.set_chained(&"a", name("x"), TimeDomain::EventTime, 20, first.chain + 1);
+        let second = q.pop_due(TimeDomain::EventTime, 100).expect("due");
+        assert_eq!(second.timer.at, 20);
+        assert_eq!((second.chain, second.seq >= round), (1, true));
+        // Replacing a chained timer from a record resets its chain.
+        q.set_chained(&"a", name("x"), TimeDomain::EventTime, 30, 7);
+        q.set(&"a", name("x"), TimeDomain::EventTime, 40);
         assert_eq!(
-            q.pop_due(TimeDomain::EventTime, 100, before)
-                .map(|(k, _)| k),
-            Some("a")
+            q.pop_due(TimeDomain::EventTime, 100).map(|d| d.chain),
+            Some(0)
         );
-        assert_eq!(q.pop_due(TimeDomain::EventTime, 100, before), None);
-        assert_eq!(q.len(), 1);
+        assert!(q.is_empty());
     }
 
     #[test]
@@ -322,7 +369,7 @@ mod tests {
         q.cancel(&"a", "w");
         q.cancel(&"a", "missing");
         assert!(q.is_empty());
-        assert_eq!(q.pop_due(TimeDomain::EventTime, i64::MAX, u64::MAX), None);
+        assert_eq!(q.pop_due(TimeDomain::EventTime, i64::MAX), None);
         assert!(
             q.drain_changes().is_empty(),
             "set and cancelled before a flush: nothing to store"
@@ -343,7 +390,7 @@ mod tests {
         q.load("a", name("w"), TimeDomain::EventTime, 10);
         assert!(q.drain_changes().is_empty());
         assert_eq!(q.len(), 1);
-        q.pop_due(TimeDomain::EventTime, 10, u64::MAX);
+        q.pop_due(TimeDomain::EventTime, 10);
         assert_eq!(
             q.unflushed(),
             1,

@@ -9,9 +9,12 @@
 //! - at the end of a finite input it jumps to `i64::MAX`, so every event-time
 //!   timer fires.
 //!
-//! A record is late when its event time is at or below the current
-//! watermark: a timer at `t` fires once the watermark reaches `t`, so a
-//! record at `t` would arrive after it.
+//! A record is late when its event time is at or below the watermark as it
+//! stood when the record arrived: a timer at `t` fires once the watermark
+//! reaches `t`, so a record at `t` would arrive after it. The partition
+//! asks [`Watermark::is_late`] before [`Watermark::observe`], so the record
+//! that moves the watermark (to its own time, with no out-of-orderness) is
+//! not late itself.
 
 /// Tracks the watermark of one partition.
 #[derive(Debug, Clone)]

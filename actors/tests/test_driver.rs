@@ -263,3 +263,172 @@ fn idle_keys_are_passivated_and_reactivated_with_their_state() {
     assert_eq!(t.state("a").total, 7);
     assert_eq!(t.counters().activations, 3);
 }
+
+/// Keeps one timer per key and re-arms it from `on_timer`: `steps` more
+/// times `step_ms` later (`None`: without end), emitting each firing.
+struct Rearm {
+    step_ms: i64,
+    steps: Option<u32>,
+    domain: TimeDomain,
+}
+
+impl Processor for Rearm {
+    type Key = String;
+    type In = ();
+    type Out = i64;
+    type State = u32;
+
+    async fn process(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        _: &mut u32,
+        _: &(),
+    ) -> Result<(), ProcessError> {
+        let at = match self.domain {
+            TimeDomain::EventTime => ctx.timestamp().unwrap_or(0),
+            TimeDomain::ProcessingTime => ctx.processing_time(),
+        } + self.step_ms;
+        ctx.set_timer("next", at, self.domain);
+        Ok(())
+    }
+
+    async fn on_timer(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        fired: &mut u32,
+        t: Timer,
+    ) -> Result<(), ProcessError> {
+        ctx.emit(t.at);
+        *fired += 1;
+        if self.steps.is_none_or(|n| *fired <= n) {
+            ctx.set_timer("next", t.at + self.step_ms, self.domain);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn end_of_input_fires_timers_set_while_the_final_timers_fire() {
+    let mut t = TestDriver::new(Rearm {
+        step_ms: 60_000,
+        steps: Some(3),
+        domain: TimeDomain::EventTime,
+    });
+    t.push("a", 0, ());
+    t.push("b", 30_000, ());
+    t.finish();
+    let mut out = t.take_emitted_with_keys();
+    out.sort();
+    let want: Vec<(String, i64)> = [("a", 0), ("b", 30_000)]
+        .into_iter()
+        .flat_map(|(k, start)| (1..=4).map(move |i| (k.to_string(), start + i * 60_000)))
+        .collect();
+    assert_eq!(out, want, "each key's chain of four timers fired in full");
+    assert_eq!(t.pending_timers(), 0);
+    assert_eq!(t.counters().timers_deferred, 0);
+}
+
+#[test]
+fn a_timer_that_rearms_forever_stops_at_the_chain_bound_at_end_of_input() {
+    let bound = 50;
+    let mut t = TestDriver::with_config(
+        Rearm {
+            step_ms: 1_000,
+            steps: None,
+            domain: TimeDomain::EventTime,
+        },
+        CoreConfig {
+            out_of_orderness_ms: None,
+            idle_watermark_ms: None,
+            idle_passivation_ms: None,
+            max_timer_chain: bound,
+            ..CoreConfig::default()
+        },
+    );
+    t.push("runaway", 0, ());
+    t.push("other", 500, ());
+    t.finish();
+    let out = t.take_emitted_with_keys();
+    let of = |k: &str| out.iter().filter(|(key, _)| key == k).count();
+    // The first firing has chain 0; the bound stops the key when a timer's
+    // chain reaches it.
+    assert_eq!(of("runaway"), bound as usize);
+    assert_eq!(of("other"), bound as usize);
+    assert_eq!(t.counters().timers_deferred, 2, "one held timer per key");
+    assert_eq!(
+        t.pending_timers(),
+        2,
+        "the held timers stay stored, not dropped"
+    );
+    assert_eq!(t.state("runaway"), bound);
+}
+
+#[test]
+fn a_watermark_jump_fires_a_whole_chain_and_processing_time_catches_up_within_the_bound() {
+    // Event time: one advance over several re-armed timers fires them all.
+    let mut t = TestDriver::new(Rearm {
+        step_ms: 10,
+        steps: Some(4),
+        domain: TimeDomain::EventTime,
+    });
+    t.push("a", 0, ());
+    t.advance_watermark_to(45);
+    assert_eq!(t.take_emitted(), vec![10, 20, 30, 40]);
+    t.advance_watermark_to(1_000);
+    assert_eq!(t.take_emitted(), vec![50]);
+
+    // Processing time: a timer that re-arms from its own time after a long
+    // pause catches up `max_timer_chain` periods per tick, in order.
+    let mut t = TestDriver::with_config(
+        Rearm {
+            step_ms: 100,
+            steps: None,
+            domain: TimeDomain::ProcessingTime,
+        },
+        CoreConfig {
+            out_of_orderness_ms: None,
+            idle_watermark_ms: None,
+            idle_passivation_ms: None,
+            max_timer_chain: 20,
+            ..CoreConfig::default()
+        },
+    );
+    t.push_untimed("a", ());
+    t.advance_processing_time(5_000);
+    let first = t.take_emitted();
+    assert_eq!(first, (1..=20).map(|i| i * 100).collect::<Vec<_>>());
+    assert_eq!(t.counters().timers_deferred, 1);
+    t.advance_processing_time(0);
+    let second = t.take_emitted();
+    assert_eq!(second, (21..=40).map(|i| i * 100).collect::<Vec<_>>());
+    t.advance_processing_time(0);
+    assert_eq!(t.take_emitted().len(), 10, "caught up to 5000 ms");
+    assert_eq!(t.pending_timers(), 1);
+}
+
+#[test]
+fn with_no_out_of_orderness_the_record_that_moves_the_watermark_is_not_late() {
+    let mut t = TestDriver::with_config(
+        Summer::default(),
+        CoreConfig {
+            out_of_orderness_ms: Some(0),
+            idle_watermark_ms: None,
+            idle_passivation_ms: None,
+            ..CoreConfig::default()
+        },
+    );
+    t.push("a", 100, 1);
+    t.push("a", 200, 2);
+    assert_eq!(t.watermark(), 200);
+    assert_eq!(t.counters().late, 0, "each record moved the watermark");
+    t.push("a", 200, 4);
+    assert_eq!(t.counters().late, 1, "a second record at 200 is behind it");
+    t.push("a", 1_100, 8);
+    assert_eq!(
+        t.take_emitted(),
+        vec!["a:3:2"],
+        "the timer at 1100 fired before the record that reached it"
+    );
+    t.finish();
+    assert_eq!(t.take_emitted(), vec!["a:8:1"]);
+}

@@ -117,8 +117,8 @@ fn checkpoints(command: CheckpointsCommand) -> anyhow::Result<()> {
 #[derive(Subcommand)]
 enum CefCommand {
     /// Decode CEF lines from stdin into one JSON object per line on stdout.
-    /// An undecodable line prints {"error": "...", "line": n} and decoding
-    /// goes on.
+    /// An undecodable line (one that is not UTF-8 included) prints
+    /// {"error": "...", "line": n} and decoding goes on.
     Decode,
 }
 
@@ -138,8 +138,9 @@ fn decode_stdin() -> anyhow::Result<()> {
             break;
         }
         n += 1;
-        let text = String::from_utf8_lossy(&line);
-        match weir::cef::decode(&text) {
+        // Not UTF-8 is an error for this line, as in a job: bytes are never
+        // replaced.
+        match weir::cef::decode_bytes(&line) {
             Ok(ev) => weir::cef::write_json(&ev, &mut out)?,
             Err(e) => {
                 serde_json::to_writer(

@@ -41,8 +41,9 @@ fn header_escapes() {
 
 #[test]
 fn extension_escapes() {
-    let ev = decode(r"CEF:0|V|P|1|1|N|1|a=x\=y b=back\\slash c=line\nbreak d=cr\rhere e=pi\|pe")
-        .expect("decodes");
+    let ev =
+        decode(r"CEF:0|V|P|1|1|N|1|a=x\=y b=back\\slash c=line\nbreak d=cr\rhere e=pi\|pe f=t\tab")
+            .expect("decodes");
     assert_eq!(
         ext(&ev),
         vec![
@@ -50,9 +51,67 @@ fn extension_escapes() {
             ("b", r"back\slash"),
             ("c", "line\nbreak"),
             ("d", "cr\rhere"),
-            ("e", "pi|pe")
-        ]
+            ("e", r"pi\|pe"),
+            ("f", r"t\tab")
+        ],
+        "unknown escapes are kept as written (Logstash's answer)"
     );
+}
+
+#[test]
+fn tabs_separate_pairs_and_trailing_whitespace_is_not_a_value() {
+    let ev = decode("CEF:0|V|P|1|1|N|1|a=1\tb=two words\t c=3 \t\r\n").expect("decodes");
+    assert_eq!(ext(&ev), vec![("a", "1"), ("b", "two words"), ("c", "3")]);
+    let ev = decode("CEF:0|V|P|1|1|N|1|\ta=x\t").expect("decodes");
+    assert_eq!(ext(&ev), vec![("a", "x")]);
+    let ev = decode("CEF:0|V|P|1|1|N|1|msg=a\tb\tx=1").expect("decodes");
+    assert_eq!(
+        ext(&ev),
+        vec![("msg", "a\tb"), ("x", "1")],
+        "a tab inside a value that is not before a key stays"
+    );
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_an_error() {
+    let e = decode_bytes(b"CEF:0|V|P|1|1|N|1|src=10.9.\xff\xfe rt=1").unwrap_err();
+    assert_eq!((e.column, e.expected.as_ref()), (28, "UTF-8 text"));
+    assert_eq!(
+        decode_bytes(b"CEF:0|V|P|1|1|N|1|src=x\r\n")
+            .expect("decodes")
+            .get("src"),
+        Some("x")
+    );
+}
+
+#[test]
+fn decoding_is_total_on_arbitrary_lines() {
+    use proptest::prelude::*;
+    let bytes = proptest::collection::vec(
+        prop_oneof![
+            Just(b' '),
+            Just(b'\t'),
+            Just(b'='),
+            Just(b'\\'),
+            Just(b'|'),
+            Just(b'a'),
+            Just(b'\r'),
+            any::<u8>()
+        ],
+        0..60,
+    );
+    proptest!(|(tail in bytes)| {
+        let mut line = b"CEF:0|V|P|1|1|N|1|".to_vec();
+        line.extend_from_slice(&tail);
+        if let Ok(ev) = decode_bytes(&line) {
+            for (k, v) in &ev.extensions {
+                prop_assert!(!k.is_empty());
+                // (An escaped `\r` or `\n` may end a value; raw whitespace
+                // may not.)
+                prop_assert!(!v.ends_with([' ', '\t']), "{v:?}");
+            }
+        }
+    });
 }
 
 #[test]

@@ -345,6 +345,12 @@ impl Metrics {
             false,
             stat(|s| &s.pending_timers),
         );
+        self.per_partition(
+            meter,
+            names::TIMERS_DEFERRED,
+            false,
+            stat(|s| &s.timers_deferred),
+        );
         self.per_partition(meter, names::CHECKPOINT_SIZE, false, move |pm| {
             Some(load(&pm.checkpoint_size))
         });

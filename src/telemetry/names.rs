@@ -77,6 +77,8 @@ metrics! {
         "Key actors passivated (state written back, memory freed).";
     PENDING_TIMERS = "weir_pending_timers", Gauge, P,
         "Timers set and not yet fired.";
+    TIMERS_DEFERRED = "weir_timers_deferred_total", Counter, P,
+        "Due timers held back because their key re-armed its timers more than the timer chain bound allows in one firing round (a processor that re-arms without end).";
     CHECKPOINT_DURATION = "weir_checkpoint_duration_seconds", Histogram, &[],
         "Time from a checkpoint's barrier until its manifest is written.";
     CHECKPOINT_SIZE = "weir_checkpoint_size_bytes", Gauge, P,

@@ -54,6 +54,8 @@ pub struct DataSet {
     pub malformed: usize,
     pub lines: usize,
     pub reference: Reference,
+    /// The largest event time in the data.
+    pub max_rt: i64,
 }
 
 pub fn data_set(events: u64, keys: u64, seed: u64, malformed_every: u64) -> DataSet {
@@ -63,6 +65,7 @@ pub fn data_set(events: u64, keys: u64, seed: u64, malformed_every: u64) -> Data
     let mut malformed = 0;
     let mut lines = 0;
     let mut burst: Option<(u64, u32)> = None;
+    let mut max_rt = START;
     for i in 0..events {
         if malformed_every > 0 && i % malformed_every == malformed_every / 2 {
             let bad: &[u8] = match malformed % 6 {
@@ -79,6 +82,7 @@ pub fn data_set(events: u64, keys: u64, seed: u64, malformed_every: u64) -> Data
             lines += 1;
         }
         let rt = START + i as i64 * 7 - rng.next(2_000) as i64;
+        max_rt = max_rt.max(rt);
         if burst.is_none() && rng.next(500) == 0 {
             burst = Some((rng.next(keys), 8));
         }
@@ -122,7 +126,29 @@ pub fn data_set(events: u64, keys: u64, seed: u64, malformed_every: u64) -> Data
         malformed,
         lines,
         reference,
+        max_rt,
     }
+}
+
+/// Appends the end-of-input case to `data`: a source (one no other line
+/// uses) fails five times in the two seconds before the minute boundary
+/// after the last event and five times in the half second after it, so
+/// when the input ends it has two open windows, each with an alert.
+pub fn end_with_two_open_windows(data: &mut DataSet) {
+    let src = "172.31.255.254".to_string();
+    // Not late: the first line is no more than 2 s behind the largest time.
+    let boundary = (data.max_rt + 2_000).div_euclid(WINDOW) * WINDOW + WINDOW;
+    let before: Vec<i64> = (0..5).map(|i| boundary - 2_000 + i * 100).collect();
+    let after: Vec<i64> = (0..5).map(|i| boundary + i * 100).collect();
+    for rt in before.iter().chain(&after) {
+        let line = format!("CEF:0|Test|Suite|1|100|Login|7|src={src} outcome=failure rt={rt}\n");
+        data.text.extend_from_slice(line.as_bytes());
+        data.lines += 1;
+    }
+    data.reference
+        .insert((src.clone(), boundary - WINDOW, 5, 5, before[4]));
+    data.reference.insert((src, boundary, 5, 5, after[4]));
+    data.max_rt = after[4];
 }
 
 pub struct Run {
