@@ -25,7 +25,8 @@
 //! cef_alerts --brokers HOST:PORT --input-topic T --output-topic T
 //!            --group G --checkpoint-store URL --state-dir DIR
 //!            [--dlq-topic T] [--window-secs 60] [--threshold 5]
-//!            [--group-instance-id ID] [--kafka-option KEY=VALUE ...]
+//!            [--group-instance-id ID] [--kafka-config FILE]
+//!            [--kafka-option KEY=VALUE ...]
 //!            [--consumer-option KEY=VALUE ...] [--producer-option KEY=VALUE ...]
 //! ```
 //!
@@ -236,6 +237,18 @@ struct Args {
     /// Kafka mode: static group membership (a stable pod name).
     #[arg(long, env = "WEIR_GROUP_INSTANCE_ID", requires = "brokers")]
     group_instance_id: Option<String>,
+    /// Kafka mode: a librdkafka properties file in the Java client's
+    /// `client.properties` format (keys prefixed `consumer.` or `producer.`
+    /// apply to that client only), e.g. mounted from a Kubernetes Secret so
+    /// credentials stay off the command line. The --*-option flags apply
+    /// after it. Secret values are never printed.
+    #[arg(
+        long,
+        env = "WEIR_KAFKA_CONFIG",
+        value_name = "FILE",
+        requires = "brokers"
+    )]
+    kafka_config: Option<PathBuf>,
     /// Kafka mode: a librdkafka property for the consumer and producer
     /// (repeatable), e.g. security.protocol=ssl. The variable holds one per
     /// line (so a secret can come from the environment, not the command
@@ -405,9 +418,14 @@ async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaRep
             })
             .collect()
     };
-    kafka.client = pairs("kafka-option", &args.kafka_options)?;
-    kafka.consumer = pairs("consumer-option", &args.consumer_options)?;
-    kafka.producer = pairs("producer-option", &args.producer_options)?;
+    if let Some(path) = &args.kafka_config {
+        kafka.add_properties(weir::kafka::Properties::read(path)?);
+    }
+    kafka.add_properties(weir::kafka::Properties {
+        client: pairs("kafka-option", &args.kafka_options)?,
+        consumer: pairs("consumer-option", &args.consumer_options)?,
+        producer: pairs("producer-option", &args.producer_options)?,
+    });
     let job = KafkaJob::new(processor)
         .settings(settings)
         .telemetry(telemetry)

@@ -8,6 +8,25 @@ use std::process::Command;
 
 use common::{data_set, end_with_two_open_windows, example_bin, run_example, summary_field};
 
+/// Runs `cef_alerts` over `data` in `dir`; its alerts must be the
+/// reference, each once.
+fn run_and_compare(dir: &std::path::Path, data: &common::DataSet) -> common::Run {
+    let input = dir.join("events.cef");
+    std::fs::write(&input, &data.text).expect("write input");
+    let run = run_example(dir, "alerts", &["--input", input.to_str().expect("utf-8")]);
+    let got: BTreeSet<_> = run.alerts.iter().cloned().collect();
+    assert_eq!(got.len(), run.alerts.len(), "no alert twice");
+    let missing: Vec<_> = data.reference.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(&data.reference).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} alerts, reference {}; missing {missing:?}, extra {extra:?}",
+        got.len(),
+        data.reference.len()
+    );
+    run
+}
+
 #[test]
 fn alerts_match_an_independent_reference_and_malformed_lines_are_dead_lettered() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -18,17 +37,7 @@ fn alerts_match_an_independent_reference_and_malformed_lines_are_dead_lettered()
         "the data set has attacks: {}",
         data.reference.len()
     );
-    let input = dir.path().join("events.cef");
-    std::fs::write(&input, &data.text).expect("write input");
-
-    let run = run_example(
-        dir.path(),
-        "alerts",
-        &["--input", input.to_str().expect("utf-8")],
-    );
-    let got: BTreeSet<_> = run.alerts.iter().cloned().collect();
-    assert_eq!(got.len(), run.alerts.len(), "no alert twice");
-    assert_eq!(got, data.reference);
+    let run = run_and_compare(dir.path(), &data);
 
     assert_eq!(run.dead_letters.len(), data.malformed);
     for d in &run.dead_letters {
@@ -253,26 +262,10 @@ fn a_million_events_match_the_reference_including_the_last_window() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut data = data_set(1_000_000, keys, seed, 0);
         end_with_two_open_windows(&mut data);
-        let input = dir.path().join("events.cef");
-        std::fs::write(&input, &data.text).expect("write input");
-        let run = run_example(
-            dir.path(),
-            "alerts",
-            &["--input", input.to_str().expect("utf-8")],
-        );
-        let got: BTreeSet<_> = run.alerts.iter().cloned().collect();
-        assert_eq!(got.len(), run.alerts.len(), "{keys} keys: no alert twice");
-        let missing: Vec<_> = data.reference.difference(&got).take(5).collect();
-        let extra: Vec<_> = got.difference(&data.reference).take(5).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{keys} keys: {} alerts, reference {}; missing {missing:?}, extra {extra:?}",
-            got.len(),
-            data.reference.len()
-        );
+        let run = run_and_compare(dir.path(), &data);
         eprintln!(
             "{keys} keys: {} alerts equal the reference ({})",
-            got.len(),
+            run.alerts.len(),
             run.summary.trim()
         );
     }

@@ -305,28 +305,100 @@ fn group_named<'a>(g: &Group<'a>) -> Group<'a> {
     }
 }
 
+/// Runs a worker against a port no broker listens on, with `args` and
+/// `env`; it must fail (on its settings) before it needs a broker. Returns
+/// everything it printed.
+fn worker_without_broker(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(common::example_bin())
+        .args(["--brokers", "127.0.0.1:1", "--input-topic", "in"])
+        .args(["--output-topic", "out", "--group", "g"])
+        .arg("--checkpoint-store")
+        .arg(dir.join("store"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("runs");
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    assert!(!out.status.success(), "{text}");
+    text
+}
+
 /// `WEIR_*_OPTIONS` hold librdkafka options one per line, as the flags do
 /// (checked before any broker is contacted, so no broker is needed).
 #[test]
 fn kafka_options_come_from_the_environment_too() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(common::example_bin())
-        .args(["--brokers", "127.0.0.1:1", "--input-topic", "in"])
-        .args(["--output-topic", "out", "--group", "g"])
-        .arg("--checkpoint-store")
-        .arg(dir.path().join("store"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env(
+    let log = worker_without_broker(
+        dir.path(),
+        &[],
+        &[(
             "WEIR_CONSUMER_OPTIONS",
             "session.timeout.ms=6000\nenable.auto.commit=true",
-        )
-        .output()
-        .expect("runs");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{log}");
+        )],
+    );
     assert!(
         log.contains("enable.auto.commit=true is not allowed"),
         "the second line of WEIR_CONSUMER_OPTIONS was applied: {log}"
     );
+}
+
+/// Credentials come from a `client.properties` file (`--kafka-config`),
+/// per-client prefixes apply, and a secret value never appears in what the
+/// worker prints, even when librdkafka rejects the configuration next to
+/// it (checked before any broker is contacted, so no broker is needed).
+#[test]
+fn kafka_config_file_applies_and_secrets_are_never_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "s3cr3t-Hunter2-do-not-print";
+    let config = dir.path().join("client.properties");
+    let config_arg = config.to_str().expect("utf-8").to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--kafka-config", config_arg.as_str()];
+        args.extend_from_slice(extra);
+        worker_without_broker(dir.path(), &args, &[("RUST_LOG", "debug")])
+    };
+
+    // A bad option beside the password: the error names the option, the
+    // password is nowhere.
+    std::fs::write(
+        &config,
+        format!("# mounted from a Secret\nsasl.username=alice\nsasl.password={secret}\nno.such.property=1\n"),
+    )
+    .expect("write");
+    let log = run(&[]);
+    assert!(log.contains("no.such.property"), "{log}");
+    assert!(!log.contains(secret), "the password was printed: {log}");
+
+    // A secret on the command line beside a setting weir refuses.
+    std::fs::write(&config, format!("ssl.key.password={secret}\n")).expect("write");
+    let log = run(&[
+        "--kafka-option",
+        &format!("ssl.key.password={secret}"),
+        "--kafka-option",
+        "enable.idempotence=false",
+    ]);
+    assert!(
+        log.contains("enable.idempotence=false is not allowed"),
+        "{log}"
+    );
+    assert!(!log.contains(secret), "a secret was printed: {log}");
+
+    // Per-client prefixes reach the right client: a consumer-only setting
+    // the worker reserves is refused as a consumer setting.
+    std::fs::write(&config, "consumer.enable.auto.commit=true\n").expect("write");
+    let log = run(&[]);
+    assert!(
+        log.contains("enable.auto.commit=true is not allowed"),
+        "{log}"
+    );
+    std::fs::write(
+        &config,
+        "producer.enable.auto.commit=true\nproducer.acks=0\n",
+    )
+    .expect("write");
+    let log = run(&[]);
+    assert!(log.contains("acks=0 is not allowed"), "{log}");
 }

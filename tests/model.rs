@@ -34,6 +34,7 @@
 #[path = "../examples/cef_alerts.rs"]
 #[allow(dead_code)]
 mod cef_alerts;
+mod common;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -48,24 +49,17 @@ use weir::{
     Settings, Source, open_store,
 };
 
-/// SplitMix64: small, seedable, independent of anything in weir.
-struct Rng(u64);
+/// The tests' own generator, independent of anything in weir.
+struct Rng(common::Lcg);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     /// Uniform in `0..n` (`n` > 0).
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.next(n)
     }
     /// Uniform in `0..=n`.
     fn upto(&mut self, n: i64) -> i64 {
-        (self.next() % (n as u64 + 1)) as i64
+        self.0.next(n as u64 + 1) as i64
     }
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
@@ -120,7 +114,9 @@ fn src_of(k: u64) -> String {
 }
 
 fn generate(seed: u64) -> Case {
-    let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5EED);
+    let mut rng = Rng(common::Lcg(
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5EED,
+    ));
     let partitions = 1 + rng.below(6) as u32;
     let keys = rng.pick(&[1u64, 2, 3, 5, 12, 40, 300]);
     let window_ms = match rng.below(4) {

@@ -7,8 +7,10 @@
 //! when one moves, its last owner takes a final checkpoint and its new owner
 //! restores it and seeks to its offset. See [`worker`] for the protocol.
 
+pub mod config;
 pub mod sink;
 pub mod worker;
 
+pub use config::Properties;
 pub use sink::{DeadLetterRecord, KafkaSink, headers};
 pub use worker::{KafkaJob, KafkaReport, KafkaSettings, Lag, LagHandle, RecordKey};

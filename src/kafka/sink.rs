@@ -190,7 +190,12 @@ impl KafkaSink {
         )?;
         let producer = config
             .create_with_context(Deliveries::default())
-            .map_err(|e| Error::Kafka(format!("creating a producer for {brokers}: {e}")))?;
+            .map_err(|e| {
+                Error::Kafka(format!(
+                    "creating a producer for {brokers}: {}",
+                    super::config::client_error(&e)
+                ))
+            })?;
         Ok(Self {
             producer,
             topic: topic.to_string(),

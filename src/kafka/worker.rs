@@ -110,7 +110,8 @@ macro_rules! big_endian_keys {
 big_endian_keys!(u32, u64, i32, i64);
 
 /// Where a Kafka job reads and writes, and how it behaves in its group.
-#[derive(Debug, Clone)]
+/// Its `Debug` output shows secret properties as `[redacted]`.
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// `host:port[,host:port...]`.
     pub brokers: String,
@@ -142,7 +143,36 @@ pub struct KafkaSettings {
     pub max_buffered: usize,
 }
 
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::config::Redacted;
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("input_topic", &self.input_topic)
+            .field("output_topic", &self.output_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("group", &self.group)
+            .field("instance_id", &self.instance_id)
+            .field("client", &Redacted(&self.client))
+            .field("consumer", &Redacted(&self.consumer))
+            .field("producer", &Redacted(&self.producer))
+            .field("revoke_deadline", &self.revoke_deadline)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("max_batch", &self.max_batch)
+            .field("max_buffered", &self.max_buffered)
+            .finish()
+    }
+}
+
 impl KafkaSettings {
+    /// Adds properties (from a `client.properties` file, say) after those
+    /// set so far.
+    pub fn add_properties(&mut self, props: super::Properties) {
+        self.client.extend(props.client);
+        self.consumer.extend(props.consumer);
+        self.producer.extend(props.producer);
+    }
+
     /// Settings with defaults for everything but the names.
     pub fn new(brokers: &str, input_topic: &str, output_topic: &str, group: &str) -> Self {
         Self {
@@ -1299,7 +1329,13 @@ where
                     topic: kafka.input_topic.clone(),
                     lag: lag.clone(),
                 })
-                .map_err(|e| Error::Kafka(format!("creating a consumer for {}: {e}", kafka.brokers)))?;
+                .map_err(|e| {
+                    Error::Kafka(format!(
+                        "creating a consumer for {}: {}",
+                        kafka.brokers,
+                        super::config::client_error(&e)
+                    ))
+                })?;
             let metadata = consumer
                 .fetch_metadata(Some(&kafka.input_topic), Duration::from_secs(30))
                 .map_err(|e| Error::Kafka(format!("reading metadata of {}: {e}", kafka.input_topic)))?;

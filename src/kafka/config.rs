@@ -1,0 +1,276 @@
+//! Kafka client properties: a `client.properties` file, and secrets kept
+//! out of logs, errors and `Debug` output.
+//!
+//! The file has the format of the Java client's `client.properties`
+//! (`key=value`, `key: value` or `key value`; `#` and `!` comments; a
+//! trailing `\` continues a line; `\t`, `\n`, `\r`, `\f`, `\uXXXX` and
+//! `\<char>` escapes). Keys are librdkafka properties. A key prefixed
+//! `consumer.` applies to the consumer only, one prefixed `producer.` to
+//! the producers only (the prefix is removed); any other key applies to
+//! both. No librdkafka property starts with either prefix.
+//!
+//! A property is secret when its name holds `password` or `secret`, or it
+//! is a private key or a free-form login setting (`ssl.key.pem`,
+//! `sasl.oauthbearer.config`). Secret values are shown as `[redacted]` wherever weir prints
+//! a property: in [`Properties`]' `Debug`, in configuration errors from
+//! librdkafka ([`client_error`]) and in weir's own messages.
+
+use std::fmt;
+use std::path::Path;
+
+use rdkafka::error::KafkaError;
+
+use crate::{Error, Result};
+
+/// What weir prints instead of a secret value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether the value of property `key` must never be printed.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || matches!(
+            key.as_str(),
+            "ssl.key.pem" | "ssl_key" | "sasl.oauthbearer.config"
+        )
+}
+
+/// `value`, or [`REDACTED`] when `key` is secret.
+pub fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_secret(key) { REDACTED } else { value }
+}
+
+/// Librdkafka properties for the consumer and the producers.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// For both clients.
+    pub client: Vec<(String, String)>,
+    /// For the consumer only.
+    pub consumer: Vec<(String, String)>,
+    /// For the producers only.
+    pub producer: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Properties")
+            .field("client", &Redacted(&self.client))
+            .field("consumer", &Redacted(&self.consumer))
+            .field("producer", &Redacted(&self.producer))
+            .finish()
+    }
+}
+
+/// Properties shown with their secret values redacted.
+pub struct Redacted<'a>(pub &'a [(String, String)]);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, shown(k, v))))
+            .finish()
+    }
+}
+
+impl Properties {
+    /// Reads a `client.properties` file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            what: format!("reading Kafka properties {}", path.display()),
+            source: e,
+        })?;
+        Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses the text of a `client.properties` file.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut props = Self::default();
+        for (line_no, logical) in logical_lines(text) {
+            let (key, value) = split_pair(&logical);
+            let key = unescape(key);
+            let value = unescape(value);
+            if key.is_empty() {
+                return Err(format!("line {line_no}: a property with no name"));
+            }
+            let (list, name) = if let Some(name) = key.strip_prefix("consumer.") {
+                (&mut props.consumer, name.to_string())
+            } else if let Some(name) = key.strip_prefix("producer.") {
+                (&mut props.producer, name.to_string())
+            } else {
+                (&mut props.client, key.clone())
+            };
+            if name.is_empty() {
+                return Err(format!("line {line_no}: {key} names no property"));
+            }
+            list.push((name, value));
+        }
+        Ok(props)
+    }
+}
+
+/// The file's logical lines (continuations joined, comments and blank
+/// lines dropped), each with the number of its first physical line.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let continuing = current.is_some();
+        if !continuing && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+            continue;
+        }
+        let (body, continues) = match line.strip_suffix('\\') {
+            // An odd number of trailing backslashes continues the line.
+            Some(body) if (line.len() - line.trim_end_matches('\\').len()) % 2 == 1 => (body, true),
+            _ => (line, false),
+        };
+        let entry = current.get_or_insert_with(|| (i + 1, String::new()));
+        entry.1.push_str(body);
+        if !continues {
+            out.extend(current.take());
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// Splits at the first unescaped `=`, `:` or whitespace (and the
+/// separator's surrounding whitespace).
+fn split_pair(line: &str) -> (&str, &str) {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'=' | b':' | b' ' | b'\t' => break,
+            _ => i += 1,
+        }
+    }
+    let key = &line[..i.min(line.len())];
+    let mut rest = line[i.min(line.len())..].trim_start_matches([' ', '\t']);
+    if let Some(r) = rest.strip_prefix(['=', ':']) {
+        rest = r.trim_start_matches([' ', '\t']);
+    }
+    (key, rest)
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => {
+                        out.push_str("\\u");
+                        out.push_str(&hex);
+                    }
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A librdkafka error as text, with the value of a secret property
+/// redacted (librdkafka's configuration errors repeat the value).
+pub fn client_error(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            let desc = if value.is_empty() || !is_secret(key) {
+                desc.clone()
+            } else {
+                desc.replace(value.as_str(), REDACTED)
+            };
+            format!(
+                "Kafka property {key}={}: {desc}",
+                shown(key, value.as_str())
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn java_properties_with_client_prefixes() {
+        let text = "# a comment\n! another\n\nsecurity.protocol=SASL_SSL\n  sasl.mechanism : SCRAM-SHA-512\nsasl.username alice\nsasl.password=p\\=a\\:s s\\\n    word\nconsumer.fetch.max.bytes=1048576\nproducer.compression.type=zstd\nssl.ca.location=/etc/ssl/ca\\u0041.pem\n";
+        let p = Properties::parse(text).expect("parses");
+        assert_eq!(
+            p.client,
+            pairs(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "alice"),
+                ("sasl.password", "p=a:s sword"),
+                ("ssl.ca.location", "/etc/ssl/caA.pem"),
+            ])
+        );
+        assert_eq!(p.consumer, pairs(&[("fetch.max.bytes", "1048576")]));
+        assert_eq!(p.producer, pairs(&[("compression.type", "zstd")]));
+        assert!(Properties::parse("=x").unwrap_err().contains("line 1"));
+        assert!(
+            Properties::parse("a=1\nconsumer.=2")
+                .unwrap_err()
+                .contains("line 2")
+        );
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "ssl.key.pem",
+            "sasl.oauthbearer.config",
+            "My.Custom.Secret",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for key in ["sasl.username", "security.protocol", "ssl.ca.location"] {
+            assert!(!is_secret(key), "{key}");
+        }
+        let p = Properties {
+            client: pairs(&[("sasl.username", "alice"), ("sasl.password", "hunter2")]),
+            ..Properties::default()
+        };
+        let shown = format!("{p:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let e = KafkaError::ClientConfig(
+            rdkafka::config::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Invalid value \"hunter2\" for configuration property \"sasl.password\"".into(),
+            "sasl.password".into(),
+            "hunter2".into(),
+        );
+        let text = client_error(&e);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("sasl.password=[redacted]"), "{text}");
+    }
+}
