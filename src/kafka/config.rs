@@ -264,7 +264,7 @@ mod tests {
             "{shown}"
         );
         let e = KafkaError::ClientConfig(
-            rdkafka::config::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
             "Invalid value \"hunter2\" for configuration property \"sasl.password\"".into(),
             "sasl.password".into(),
             "hunter2".into(),
