@@ -9,11 +9,12 @@
 
 # ---- build ------------------------------------------------------------------
 # The Rust image has the C and C++ toolchain that RocksDB and librdkafka
-# build with; RocksDB's bindings also need libclang (as ops/setup.sh
-# installs on a developer machine).
+# build with; RocksDB's bindings also need libclang, and librdkafka's TLS
+# and gzip the OpenSSL and zlib headers (as ops/setup.sh installs on a
+# developer machine).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev libssl-dev zlib1g-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -28,11 +29,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/examples/cef_alerts /usr/local/bin/cef_alerts
 
 # ---- run --------------------------------------------------------------------
-# Same Debian release as the build stage, so the glibc and libstdc++ the
-# binary links against are there.
+# Same Debian release as the build stage, so the glibc, libstdc++, OpenSSL
+# and zlib the binary links against are there (ca-certificates: the CAs
+# librdkafka verifies brokers against when no ssl.ca.location is given).
 FROM debian:bookworm-slim
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates libstdc++6 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates libstdc++6 libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 weir \
  && useradd --system --uid 10001 --gid weir --home-dir /var/lib/weir --no-create-home \

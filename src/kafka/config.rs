@@ -204,6 +204,73 @@ pub fn client_error(e: &KafkaError) -> String {
     }
 }
 
+/// Whether a client error reported while connecting means the settings
+/// can never work (TLS that fails to verify, a failed login, plaintext
+/// spoken to a TLS listener), so a worker should stop at once with it
+/// rather than retry in silence.
+pub fn is_settings_error(error: &KafkaError, reason: &str) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let code = match error {
+        KafkaError::Global(code) => *code,
+        _ => return false,
+    };
+    match code {
+        Code::SSL | Code::Authentication | Code::UnsupportedSASLMechanism => true,
+        // librdkafka's own diagnosis of a security.protocol mismatch.
+        Code::BrokerTransportFailure | Code::AllBrokersDown => {
+            reason.contains("security.protocol") || reason.contains("SSL handshake")
+        }
+        _ => false,
+    }
+}
+
+/// Consecutive connections closed by the broker during the first request
+/// after which the settings are taken not to work.
+const CLOSED_DURING_FIRST_REQUEST: u32 = 3;
+
+/// Watches a client's log for what its error events do not say: a broker
+/// that closes every connection during the first request (the API version
+/// query), as a TLS listener does with a client speaking plaintext. A
+/// broker that is down refuses connections instead, and one that answers
+/// resets the count.
+#[derive(Debug, Default)]
+pub struct ConnectWatch {
+    closed_in_first_request: std::sync::atomic::AtomicU32,
+}
+
+impl ConnectWatch {
+    /// Looks at one librdkafka log line (`fac` is its facility); returns
+    /// the settings error once the pattern is clear.
+    pub fn observe(&self, fac: &str, message: &str) -> Option<String> {
+        use std::sync::atomic::Ordering;
+        if fac != "FAIL" {
+            return None;
+        }
+        if message.contains("Disconnected") && message.contains("in state APIVERSION_QUERY") {
+            // librdkafka logs a repeated error once, then counts the
+            // repeats it did not log in its next line.
+            let repeats = message
+                .split_once(" identical error(s) suppressed")
+                .and_then(|(head, _)| head.rsplit(' ').next()?.parse::<u32>().ok())
+                .unwrap_or(0);
+            let seen = 1 + repeats;
+            let n = self
+                .closed_in_first_request
+                .fetch_add(seen, Ordering::Relaxed)
+                + seen;
+            if n >= CLOSED_DURING_FIRST_REQUEST {
+                return Some(format!(
+                    "the broker closed {n} connections during the first request ({message}): \
+                     is security.protocol right (plaintext spoken to a TLS listener)?"
+                ));
+            }
+        } else {
+            self.closed_in_first_request.store(0, Ordering::Relaxed);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +339,72 @@ mod tests {
         let text = client_error(&e);
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("sasl.password=[redacted]"), "{text}");
+    }
+
+    #[test]
+    fn librdkafka_has_tls_sasl_and_every_codec() {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::producer::BaseProducer;
+        let logins = [
+            ("SCRAM-SHA-256", None),
+            ("SCRAM-SHA-512", None),
+            ("PLAIN", None),
+            ("OAUTHBEARER", Some("principal=weir")),
+        ];
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            for (mechanism, oauth) in logins {
+                let mut config = ClientConfig::new();
+                config
+                    .set("bootstrap.servers", "127.0.0.1:1")
+                    .set("compression.type", codec)
+                    .set("security.protocol", "sasl_ssl")
+                    .set("sasl.mechanism", mechanism)
+                    .set("sasl.username", "weir")
+                    .set("sasl.password", "not-used");
+                if let Some(c) = oauth {
+                    config
+                        .set("enable.sasl.oauthbearer.unsecure.jwt", "true")
+                        .set("sasl.oauthbearer.config", c);
+                }
+                let created: std::result::Result<BaseProducer, _> = config.create();
+                if let Err(e) = created {
+                    panic!("{codec} with SASL_SSL/{mechanism}: {}", client_error(&e));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn connections_closed_in_the_first_request_are_a_settings_error() {
+        let watch = ConnectWatch::default();
+        let closed = "127.0.0.1:9093/bootstrap: Disconnected: connection reset by peer (after 2ms in state APIVERSION_QUERY)";
+        assert_eq!(watch.observe("FAIL", closed), None);
+        assert_eq!(
+            watch.observe(
+                "FAIL",
+                "Connect to ipv4#127.0.0.1:9093 failed: Connection refused"
+            ),
+            None
+        );
+        assert_eq!(watch.observe("FAIL", closed), None);
+        assert_eq!(
+            watch.observe("FAIL", closed),
+            None,
+            "reset by the refusal in between"
+        );
+        assert_eq!(
+            watch.observe("CONNECT", closed),
+            None,
+            "other facilities do not count"
+        );
+        let why = watch.observe("FAIL", closed).expect("three in a row");
+        assert!(why.contains("security.protocol"), "{why}");
+        let watch = ConnectWatch::default();
+        assert_eq!(watch.observe("FAIL", closed), None);
+        let repeated = "127.0.0.1:9093/bootstrap: Disconnected: connection reset by peer (after 4ms in state APIVERSION_QUERY, 1 identical error(s) suppressed)";
+        assert!(
+            watch.observe("FAIL", repeated).is_some(),
+            "one logged, one suppressed, one logged: three"
+        );
     }
 }

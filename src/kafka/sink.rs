@@ -50,6 +50,10 @@ struct Deliveries {
     in_flight: [AtomicI64; EPOCH_SLOTS],
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The first client error that says the settings cannot work (TLS,
+    /// login): see [`KafkaSink::settings_error`].
+    settings_error: Mutex<Option<String>>,
+    connect_watch: super::config::ConnectWatch,
 }
 
 impl Default for Deliveries {
@@ -59,6 +63,8 @@ impl Default for Deliveries {
             in_flight: std::array::from_fn(|_| AtomicI64::new(0)),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            settings_error: Mutex::new(None),
+            connect_watch: super::config::ConnectWatch::default(),
         }
     }
 }
@@ -111,7 +117,35 @@ impl Deliveries {
     }
 }
 
-impl ClientContext for Deliveries {}
+impl Deliveries {
+    fn settings_failed(&self, why: String) {
+        lock(&self.settings_error).get_or_insert(why);
+    }
+}
+
+impl ClientContext for Deliveries {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::error!(%error, %reason, "Kafka producer error");
+        if super::config::is_settings_error(&error, reason) {
+            self.settings_failed(format!("{error}: {reason}"));
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "{fac} {message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "{fac} {message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+        if let Some(why) = self.connect_watch.observe(fac, message) {
+            self.settings_failed(why);
+        }
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
@@ -177,6 +211,9 @@ impl KafkaSink {
     ) -> Result<Self> {
         let mut config = ClientConfig::new();
         config.set("linger.ms", "5");
+        // Outputs and dead letters are text that compresses well; lz4 costs
+        // the least CPU of the codecs (BENCHMARKS.md). Users may override.
+        config.set("compression.type", "lz4");
         for (k, v) in client {
             config.set(k, v);
         }
@@ -299,6 +336,13 @@ impl KafkaSink {
     }
 
     /// Why records were lost, if any ever were.
+    /// The first client error that said the connection settings cannot
+    /// work (a CA that does not verify the broker, a failed login,
+    /// plaintext spoken to a TLS listener), with librdkafka's reason.
+    pub fn settings_error(&self) -> Option<String> {
+        lock(&self.producer.context().settings_error).clone()
+    }
+
     pub fn failure(&self) -> Option<String> {
         let ctx = self.producer.context();
         let failed = ctx.failed.load(Ordering::SeqCst);

@@ -1019,6 +1019,42 @@ impl<P: Processor> Drop for Worker<P> {
 }
 
 /// The consumer's context: rebalance callbacks and statistics.
+/// The input topic's metadata, asked for in short attempts for up to 30 s.
+/// The producer connects with the same settings; a client error it saw
+/// that says they cannot work (TLS, login) ends the wait at once with that
+/// error, instead of a silent retry. (The consumer reports such errors
+/// only as codes, without librdkafka's reason.)
+fn first_metadata<P: Processor>(
+    consumer: &BaseConsumer<GroupContext<P>>,
+    sink: &KafkaSink,
+    kafka: &KafkaSettings,
+) -> Result<rdkafka::metadata::Metadata>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = consumer.fetch_metadata(Some(&kafka.input_topic), Duration::from_secs(1));
+        if let Some(why) = sink.settings_error() {
+            return Err(Error::Kafka(format!(
+                "cannot connect to {} with these settings: {why}",
+                kafka.brokers
+            )));
+        }
+        match attempt {
+            Ok(metadata) => return Ok(metadata),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::Kafka(format!(
+                    "reading metadata of {} from {}: {e}",
+                    kafka.input_topic, kafka.brokers
+                )));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 struct GroupContext<P: Processor> {
     worker: Mutex<Option<Worker<P>>>,
     topic: String,
@@ -1336,9 +1372,7 @@ where
                         super::config::client_error(&e)
                     ))
                 })?;
-            let metadata = consumer
-                .fetch_metadata(Some(&kafka.input_topic), Duration::from_secs(30))
-                .map_err(|e| Error::Kafka(format!("reading metadata of {}: {e}", kafka.input_topic)))?;
+            let metadata = first_metadata(&consumer, &sink, &kafka)?;
             let partitions = metadata
                 .topics()
                 .iter()

@@ -8,15 +8,18 @@ use std::time::Duration;
 
 /// Starts tansu on `port` with `storage`, under a shell that stops it when
 /// the test process (its parent) is gone or the shell gets SIGTERM.
+/// Clients are told to connect to `advertised` (the TLS terminator's port
+/// for a broker behind TLS, else `port`).
 fn spawn(
     tansu: &std::path::Path,
     port: u16,
+    advertised: u16,
     storage: &str,
     cwd: &std::path::Path,
 ) -> std::process::Child {
     let url = format!("tcp://127.0.0.1:{port}");
     let script = format!(
-        "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine {storage} & \
+        "'{}' broker --listener-url {url} --advertised-listener-url tcp://127.0.0.1:{advertised} --storage-engine {storage} & \
          b=$!; trap 'kill $b; wait $b; exit 0' TERM; while kill -0 $PPID 2>/dev/null; do sleep 1; done; kill $b",
         tansu.display()
     );
@@ -32,6 +35,12 @@ fn spawn(
 /// A running broker.
 pub struct Broker {
     pub port: u16,
+    /// The port clients use: `port`, or the TLS terminator's.
+    pub client_port: u16,
+    /// librdkafka properties every client of this broker needs (TLS).
+    pub client_options: Vec<(String, String)>,
+    /// A TLS terminator in front of the broker, stopped with it.
+    pub tls: Option<std::process::Child>,
     tansu: PathBuf,
     /// The shell that runs the broker and stops it with the test process.
     shell: std::sync::Mutex<std::process::Child>,
@@ -41,6 +50,10 @@ pub struct Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            let _ = tls.kill();
+            let _ = tls.wait();
+        }
         let shell = self.shell.get_mut().expect("shell");
         let _ = Command::new("kill")
             .args(["-TERM", &shell.id().to_string()])
@@ -97,10 +110,13 @@ impl Broker {
         }
         let tansu = tansu?;
         let port = super::server::free_port();
-        let shell = spawn(&tansu, port, storage, cwd);
+        let shell = spawn(&tansu, port, port, storage, cwd);
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         Some(Broker {
             port,
+            client_port: port,
+            client_options: Vec::new(),
+            tls: None,
             tansu,
             shell: std::sync::Mutex::new(shell),
             storage: restartable.then(|| (storage.to_string(), cwd.to_path_buf())),
@@ -120,13 +136,71 @@ impl Broker {
             .status();
         let _ = shell.wait();
         std::thread::sleep(down);
-        *shell = spawn(&self.tansu, self.port, &storage, &dir);
+        *shell = spawn(&self.tansu, self.port, self.client_port, &storage, &dir);
         super::server::wait_listening(self.port, "tansu", Duration::from_secs(30));
     }
 
     /// `host:port` for Kafka clients.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// A broker of its own that clients reach only through TLS: tansu
+    /// (which has no working TLS listener) behind stunnel, advertising the
+    /// TLS port, with a CA and a certificate for 127.0.0.1 made in `dir`.
+    /// `None` as for [`shared`](Self::shared), also when stunnel is
+    /// missing. Clients need [`client_options`](Self::client_options).
+    pub fn behind_tls(dir: &std::path::Path) -> Option<Broker> {
+        let stunnel = ["stunnel4", "stunnel"].into_iter().find(|p| {
+            Command::new(p)
+                .arg("-version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        });
+        let tansu = tansu_binary();
+        if !super::server::required(
+            tansu.is_some() && stunnel.is_some(),
+            "tansu and stunnel4",
+            "cargo install tansu --locked --features dynostore,libsql; apt-get install stunnel4",
+        ) {
+            return None;
+        }
+        let (tansu, stunnel) = (tansu?, stunnel?);
+        let ca = make_certificates(dir);
+        let (port, tls_port) = (super::server::free_port(), super::server::free_port());
+        let conf = dir.join("stunnel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{port}\ncert = {}\nkey = {}\n",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ),
+        )
+        .expect("stunnel config");
+        let tls = Command::new(stunnel)
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stunnel.log")).expect("log"))
+            .spawn()
+            .expect("stunnel starts");
+        let shell = spawn(&tansu, port, tls_port, "memory://tansu/", dir);
+        super::server::wait_listening(port, "tansu", Duration::from_secs(30));
+        super::server::wait_listening(tls_port, "stunnel", Duration::from_secs(30));
+        Some(Broker {
+            port,
+            client_port: tls_port,
+            client_options: vec![
+                ("security.protocol".into(), "ssl".into()),
+                ("ssl.ca.location".into(), ca.display().to_string()),
+            ],
+            tls: Some(tls),
+            tansu,
+            shell: std::sync::Mutex::new(shell),
+            storage: None,
+        })
     }
 
     /// Creates `topic` with `partitions` partitions.
@@ -147,4 +221,74 @@ impl Broker {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it (and a
+/// second CA that signed nothing) in `dir` with the openssl command.
+/// Returns the CA certificate's path.
+fn make_certificates(dir: &std::path::Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for ca in ["ca", "other-ca"] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=weir test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
 }

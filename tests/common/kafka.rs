@@ -38,11 +38,13 @@ pub fn lines(text: &[u8]) -> Vec<&[u8]> {
 /// partition mid-batch would silently skip records; Apache Kafka and
 /// Redpanda return the whole batch and the client drops the records before
 /// the offset. One-record batches keep the tests meaningful on tansu.
-fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
+/// `codec` is the batches' `compression.type` (a one-record batch is
+/// compressed like any other).
+fn producer(broker: &Broker, codec: &str) -> ThreadedProducer<DefaultProducerContext> {
+    client_config(broker)
         .set("linger.ms", "5")
         .set("batch.num.messages", "1")
+        .set("compression.type", codec)
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "120000")
         .create()
@@ -52,7 +54,18 @@ fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
 /// Produces `lines` to `topic` keyed by their `src` (lines without one are
 /// unkeyed), at most `per_sec` per second when given.
 pub fn produce(broker: &Broker, topic: &str, lines: &[&[u8]], per_sec: Option<u64>) {
-    let p = producer(broker);
+    produce_compressed(broker, topic, lines, per_sec, "none");
+}
+
+/// Like [`produce`], in batches compressed with `codec`.
+pub fn produce_compressed(
+    broker: &Broker,
+    topic: &str,
+    lines: &[&[u8]],
+    per_sec: Option<u64>,
+    codec: &str,
+) {
+    let p = producer(broker, codec);
     let started = Instant::now();
     for (i, line) in lines.iter().enumerate() {
         if let Some(rate) = per_sec
@@ -84,7 +97,7 @@ pub fn produce(broker: &Broker, topic: &str, lines: &[&[u8]], per_sec: Option<u6
 /// One event far in the future into each partition: every window before it
 /// closes (the marker's own window never alerts).
 pub fn produce_end_markers(broker: &Broker, topic: &str, partitions: i32) {
-    let p = producer(broker);
+    let p = producer(broker, "none");
     for partition in 0..partitions {
         let line = format!(
             "CEF:0|Test|Suite|1|300|End|1|src=end-marker-{partition} rt={}",
@@ -110,9 +123,18 @@ pub struct Record {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A client configuration for `broker` (its TLS settings included).
+pub fn client_config(broker: &Broker) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", broker.bootstrap());
+    for (k, v) in &broker.client_options {
+        config.set(k, v);
+    }
+    config
+}
+
 fn consumer(broker: &Broker, topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
+    let c: BaseConsumer = client_config(broker)
         .set("group.id", format!("reader-{topic}-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -254,6 +276,10 @@ impl Group<'_> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for (k, v) in &self.broker.client_options {
+            args.push("--kafka-option".into());
+            args.push(format!("{k}={v}"));
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(example_bin())
             .args(&args)

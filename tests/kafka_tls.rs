@@ -1,0 +1,92 @@
+//! Kafka over TLS, for real: tansu (which has no working TLS listener)
+//! behind stunnel on loopback, advertising the TLS port, with a CA and a
+//! server certificate the test makes. A job with `security.protocol=ssl`
+//! and `ssl.ca.location` gives the reference alerts; a wrong CA, or a
+//! plaintext client against the TLS port, is a clear start-up error within
+//! seconds. No broker here speaks SASL: `kafka::config`'s unit tests check
+//! that the SASL mechanisms are built in and accepted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::data_set;
+use common::kafka::{Group, lines, produce, produce_end_markers, read_alerts};
+
+#[test]
+fn a_job_over_tls_matches_the_reference_and_bad_tls_settings_fail_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = Broker::behind_tls(dir.path()) else {
+        return;
+    };
+    let g = Group {
+        broker: &broker,
+        dir: dir.path(),
+        input: "tls-in".into(),
+        output: "tls-out".into(),
+        dlq: "tls-dlq".into(),
+        group: "tls-group".into(),
+    };
+    broker.create_topic(&g.input, 2);
+    broker.create_topic(&g.output, 1);
+    broker.create_topic(&g.dlq, 1);
+    let data = data_set(20_000, 300, 44, 0);
+    assert!(data.reference.len() > 10);
+    produce(&broker, &g.input, &lines(&data.text), None);
+    produce_end_markers(&broker, &g.input, 2);
+
+    let mut worker = g.start("tls", &[]);
+    let got = read_alerts(
+        &broker,
+        &g.output,
+        &data.reference,
+        Duration::from_secs(120),
+    );
+    let got: std::collections::BTreeSet<_> = got.into_iter().collect();
+    if got != data.reference {
+        eprintln!("{}", worker.log_text());
+    }
+    assert_eq!(got, data.reference, "alerts over TLS");
+    assert!(worker.signal("TERM").success());
+
+    // Settings that can never work stop the worker at once, saying why.
+    let other_ca = dir.path().join("other-ca.pem");
+    let cases = [
+        (
+            "wrong-ca",
+            format!("ssl.ca.location={}", other_ca.display()),
+            "certificate verify failed",
+        ),
+        (
+            "plaintext",
+            "security.protocol=plaintext".to_string(),
+            "security.protocol",
+        ),
+    ];
+    for (name, option, expected) in cases {
+        let started = Instant::now();
+        let mut w = g.start(name, &["--kafka-option", &option]);
+        let status = loop {
+            if let Some(status) = w.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{name}: still running after 20 s: {}",
+                w.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = w.log_text();
+        assert!(!status.success(), "{name}: {log}");
+        assert!(
+            log.contains("cannot connect") && log.contains(expected),
+            "{name}: {log}"
+        );
+        eprintln!(
+            "{name}: stopped after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
