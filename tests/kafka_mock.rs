@@ -4,6 +4,8 @@
 //! batch (where tansu 0.6 skips the rest of the batch), and to a consumer
 //! group. It runs in-process on loopback ports, so nothing is skipped.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -24,18 +26,10 @@ fn produce(bootstrap: &str, topic: &str, codec: &str) {
         .expect("producer");
     for i in 0..RECORDS {
         let value = format!("record {i}");
-        let mut record = BaseRecord::<(), str>::to(topic)
+        let record = BaseRecord::<(), str>::to(topic)
             .partition(0)
             .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        common::kafka::send_waiting(&producer, record);
     }
     producer.flush(Duration::from_secs(30)).expect("produced");
 }

@@ -80,18 +80,28 @@ pub fn produce_compressed(
         if let Some(src) = src_of(line) {
             record = record.key(src);
         }
-        let mut record = record;
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+        send_waiting(&p, record);
+    }
+    p.flush(Duration::from_secs(120)).expect("input produced");
+}
+
+/// Queues `record`, waiting while the producer's queue is full.
+pub fn send_waiting<K, V>(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, V>,
+) where
+    K: rdkafka::message::ToBytes + ?Sized,
+    V: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
     }
-    p.flush(Duration::from_secs(120)).expect("input produced");
 }
 
 /// One event far in the future into each partition: every window before it
