@@ -193,9 +193,11 @@ struct Worker {
 fn kafka(brokers: &str, input: &str, output: &str, group: &str) -> KafkaSettings {
     let mut kafka = KafkaSettings::new(brokers, input, output, group);
     kafka
+        .properties
         .consumer
         .push(("session.timeout.ms".into(), "6000".into()));
     kafka
+        .properties
         .consumer
         .push(("heartbeat.interval.ms".into(), "500".into()));
     kafka

@@ -419,9 +419,9 @@ async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaRep
             .collect()
     };
     if let Some(path) = &args.kafka_config {
-        kafka.add_properties(weir::kafka::Properties::read(path)?);
+        kafka.properties = weir::kafka::Properties::read(path)?;
     }
-    kafka.add_properties(weir::kafka::Properties {
+    kafka.properties.extend(weir::kafka::Properties {
         client: pairs("kafka-option", &args.kafka_options)?,
         consumer: pairs("consumer-option", &args.consumer_options)?,
         producer: pairs("producer-option", &args.producer_options)?,

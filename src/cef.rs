@@ -220,7 +220,7 @@ fn unescape_value(s: &str) -> Cow<'_, str> {
 const SEPARATORS: [char; 4] = [' ', '\t', '\r', '\n'];
 
 fn is_separator(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    SEPARATORS.contains(&char::from(b))
 }
 
 fn is_key_byte(b: u8) -> bool {

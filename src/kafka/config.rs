@@ -11,9 +11,10 @@
 //!
 //! A property is secret when its name holds `password` or `secret`, or it
 //! is a private key or a free-form login setting (`ssl.key.pem`,
-//! `sasl.oauthbearer.config`). Secret values are shown as `[redacted]` wherever weir prints
-//! a property: in [`Properties`]' `Debug`, in configuration errors from
-//! librdkafka ([`client_error`]) and in weir's own messages.
+//! `sasl.oauthbearer.config`). Secret values are shown as `[redacted]`
+//! wherever weir prints a property: in [`Properties`]' `Debug` (and so in
+//! `KafkaSettings`'), in configuration errors from librdkafka
+//! ([`client_error`]) and in weir's own messages.
 
 use std::fmt;
 use std::path::Path;
@@ -63,7 +64,7 @@ impl fmt::Debug for Properties {
 }
 
 /// Properties shown with their secret values redacted.
-pub struct Redacted<'a>(pub &'a [(String, String)]);
+struct Redacted<'a>(&'a [(String, String)]);
 
 impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -81,6 +82,23 @@ impl Properties {
             source: e,
         })?;
         Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Adds `other`'s properties after these (later ones win).
+    pub fn extend(&mut self, other: Properties) {
+        self.client.extend(other.client);
+        self.consumer.extend(other.consumer);
+        self.producer.extend(other.producer);
+    }
+
+    /// What the consumer gets, in order: the shared properties, then its own.
+    pub fn for_consumer(&self) -> impl Iterator<Item = &(String, String)> {
+        self.client.iter().chain(&self.consumer)
+    }
+
+    /// What the producers get, in order: the shared properties, then theirs.
+    pub fn for_producer(&self) -> impl Iterator<Item = &(String, String)> {
+        self.client.iter().chain(&self.producer)
     }
 
     /// Parses the text of a `client.properties` file.

@@ -64,6 +64,7 @@ use weir_actors::{
 };
 use weir_state::{Prefixed, SnapshotStore, StateEnv};
 
+use super::Properties;
 use super::sink::{DeadLetterRecord, KafkaSink, reserve};
 use crate::checkpoint::{Ready, restore_newest, upload};
 use crate::job::{
@@ -111,7 +112,7 @@ big_endian_keys!(u32, u64, i32, i64);
 
 /// Where a Kafka job reads and writes, and how it behaves in its group.
 /// Its `Debug` output shows secret properties as `[redacted]`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct KafkaSettings {
     /// `host:port[,host:port...]`.
     pub brokers: String,
@@ -125,14 +126,11 @@ pub struct KafkaSettings {
     /// Static membership (`group.instance.id`) for workers with stable
     /// names: a restart within the session timeout keeps its partitions.
     pub instance_id: Option<String>,
-    /// Further librdkafka properties for the consumer and the producer.
-    /// Properties the guarantees rest on (manual offset commits, an
-    /// idempotent producer with `acks=all`) cannot be changed.
-    pub client: Vec<(String, String)>,
-    /// Further properties for the consumer only.
-    pub consumer: Vec<(String, String)>,
-    /// Further properties for the producer only.
-    pub producer: Vec<(String, String)>,
+    /// Further librdkafka properties: for both clients, the consumer only
+    /// and the producer only. Properties the guarantees rest on (manual
+    /// offset commits, an idempotent producer with `acks=all`) cannot be
+    /// changed.
+    pub properties: Properties,
     /// Most time a revoke may spend on final checkpoints.
     pub revoke_deadline: Duration,
     /// Most time a checkpoint waits for the producer's acknowledgements.
@@ -143,36 +141,7 @@ pub struct KafkaSettings {
     pub max_buffered: usize,
 }
 
-impl std::fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use super::config::Redacted;
-        f.debug_struct("KafkaSettings")
-            .field("brokers", &self.brokers)
-            .field("input_topic", &self.input_topic)
-            .field("output_topic", &self.output_topic)
-            .field("dead_letter_topic", &self.dead_letter_topic)
-            .field("group", &self.group)
-            .field("instance_id", &self.instance_id)
-            .field("client", &Redacted(&self.client))
-            .field("consumer", &Redacted(&self.consumer))
-            .field("producer", &Redacted(&self.producer))
-            .field("revoke_deadline", &self.revoke_deadline)
-            .field("delivery_timeout", &self.delivery_timeout)
-            .field("max_batch", &self.max_batch)
-            .field("max_buffered", &self.max_buffered)
-            .finish()
-    }
-}
-
 impl KafkaSettings {
-    /// Adds properties (from a `client.properties` file, say) after those
-    /// set so far.
-    pub fn add_properties(&mut self, props: super::Properties) {
-        self.client.extend(props.client);
-        self.consumer.extend(props.consumer);
-        self.producer.extend(props.producer);
-    }
-
     /// Settings with defaults for everything but the names.
     pub fn new(brokers: &str, input_topic: &str, output_topic: &str, group: &str) -> Self {
         Self {
@@ -182,9 +151,7 @@ impl KafkaSettings {
             dead_letter_topic: None,
             group: group.to_string(),
             instance_id: None,
-            client: Vec::new(),
-            consumer: Vec::new(),
-            producer: Vec::new(),
+            properties: Properties::default(),
             revoke_deadline: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(300),
             max_batch: 2_000,
@@ -1018,7 +985,6 @@ impl<P: Processor> Drop for Worker<P> {
     }
 }
 
-/// The consumer's context: rebalance callbacks and statistics.
 /// The input topic's metadata, asked for in short attempts for up to 30 s.
 /// The producer connects with the same settings; a client error it saw
 /// that says they cannot work (TLS, login) ends the wait at once with that
@@ -1055,6 +1021,7 @@ where
     }
 }
 
+/// The consumer's context: rebalance callbacks and statistics.
 struct GroupContext<P: Processor> {
     worker: Mutex<Option<Worker<P>>>,
     topic: String,
@@ -1323,7 +1290,7 @@ where
         if let Some(id) = &kafka.instance_id {
             config.set("group.instance.id", id);
         }
-        for (k, v) in kafka.client.iter().chain(&kafka.consumer) {
+        for (k, v) in kafka.properties.for_consumer() {
             config.set(k, v);
         }
         reserve(
@@ -1335,12 +1302,8 @@ where
                 ("enable.auto.offset.store", "false"),
             ],
         )?;
-        let producer_config: Vec<(String, String)> = kafka
-            .client
-            .iter()
-            .chain(&kafka.producer)
-            .cloned()
-            .collect();
+        let producer_config: Vec<(String, String)> =
+            kafka.properties.for_producer().cloned().collect();
         let sink = Arc::new(KafkaSink::with_config(
             &kafka.brokers,
             &kafka.output_topic,
