@@ -57,12 +57,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A loopback port nothing listens on now (a small race with other programs
-# remains; a taken port shows up as a start failure below).
+# A loopback port nothing listens on now, below the kernel's ephemeral
+# range (32768 and up by default), where the local ends of the worker's and
+# the tests' own connections would otherwise take it between this check
+# and the bind (seen once: Prometheus failed with "address already in
+# use"). A small race with other programs remains; a taken port shows up
+# as a start failure below.
 free_port() {
-    local port
+    local port low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    ((low > 20000)) || low=60000
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % (low - 20000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
