@@ -1,14 +1,27 @@
 //! Benchmark of the CEF alerts job through a Kafka broker.
 //!
 //! ```text
+//! cargo run --release --example bench_kafka                # mock cluster
 //! ops/kafka/tansu.sh 19092 &
-//! cargo run --release --example bench_kafka -- --brokers 127.0.0.1:19092
+//! cargo run --release --example bench_kafka -- --brokers 127.0.0.1:19092 --input-batch 1
 //! ```
-//! 1. **Throughput**: produces `--events` CEF events (keyed by `src`) to a
-//!    fresh topic, then reads them with a bare rdkafka consumer and with the
-//!    weir job (consume, decode, keyed state, alerts produced), in the same
-//!    run, `--rounds` times each. Rates are from the first record to the
-//!    last (group join excluded) and from the start (join included).
+//! `--brokers mock` (the default) runs librdkafka's mock cluster in this
+//! process: it serves record batches as produced, a fetch from inside a
+//! batch included, but keeps at most 5 MB a partition (the benchmark
+//! checks that nothing was dropped). tansu 0.6 skips the rest of a batch
+//! when a fetch starts inside one, so on tansu produce one record per
+//! batch (`--input-batch 1`).
+//!
+//! 1. **Throughput**: for each of `--codecs`, produces `--events` CEF
+//!    events (keyed by `src`) in batches of `--input-batch`, compressed
+//!    with it, to a fresh topic, then reads them with a bare rdkafka
+//!    consumer and with the weir job (consume, decode, keyed state, alerts
+//!    produced), alternately in the same run, `--rounds` times each. Rates
+//!    are from the first record to the last (group join excluded) and from
+//!    the start (join included).
+//!    With `--tls`, every round also runs against a second mock cluster
+//!    that clients reach only through TLS (stunnel in front of it), for
+//!    the cost of TLS against plaintext.
 //! 2. **Hand-over**: a worker processes a 2-partition topic whose
 //!    partitions hold `--join-keys` keys each (hour-long windows keep every
 //!    key's state open); a second worker joins while records keep coming;
@@ -35,28 +48,207 @@ use weir::{CheckpointSettings, Clock, Settings, SystemClock, open_store};
 #[path = "cef_alerts.rs"]
 #[allow(dead_code)]
 mod cef_alerts;
+#[path = "../tests/common/tls.rs"]
+mod tls;
 
 #[derive(Parser)]
 struct Args {
-    /// The broker (start one with ops/kafka/tansu.sh).
-    #[arg(long)]
+    /// The broker, or `mock` for librdkafka's mock cluster in this process.
+    #[arg(long, default_value = "mock")]
     brokers: String,
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
-    #[arg(long, default_value_t = 4)]
+    /// Partitions of the input topic (the mock cluster keeps 5 MB of each).
+    #[arg(long, default_value_t = 16)]
     partitions: i32,
     #[arg(long, default_value_t = 2)]
     rounds: u32,
-    /// Records per producer batch for the input (1: see `producer`; more
-    /// is faster on tansu, but a partition paused mid-batch then skips
-    /// records there, which the job's record count check reports).
-    #[arg(long, default_value_t = 1)]
+    /// Records per producer batch for the input. tansu needs 1: a partition
+    /// paused mid-batch skips the rest of the batch there, which the job's
+    /// record count check reports.
+    #[arg(long, default_value_t = 10_000)]
     input_batch: u32,
+    /// The input batches' compression codecs: one topic and one set of
+    /// rounds each.
+    #[arg(long, value_delimiter = ',', default_value = "lz4,zstd")]
+    codecs: Vec<String>,
+    /// Also run every round against a mock cluster behind TLS (stunnel),
+    /// for the cost of TLS against plaintext.
+    #[arg(long)]
+    tls: bool,
     /// Keys in each partition of the hand-over test (0: skip it).
     #[arg(long, default_value_t = 100_000)]
     join_keys: u64,
+}
+
+/// How clients reach the broker.
+#[derive(Clone)]
+struct Conn {
+    bootstrap: String,
+    /// librdkafka properties every client needs (TLS).
+    options: Vec<(String, String)>,
+}
+
+impl Conn {
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// The broker the benchmark runs against.
+enum Cluster {
+    Mock(rdkafka::mocking::MockCluster<'static, DefaultProducerContext>),
+    Tls(TlsMock),
+    External(String),
+}
+
+impl Cluster {
+    fn conn(&self) -> Conn {
+        match self {
+            Cluster::Mock(m) => Conn {
+                bootstrap: m.bootstrap_servers(),
+                options: Vec::new(),
+            },
+            Cluster::Tls(t) => Conn {
+                bootstrap: format!("127.0.0.1:{}", t.port),
+                options: vec![
+                    ("security.protocol".into(), "ssl".into()),
+                    ("ssl.ca.location".into(), t.ca.display().to_string()),
+                ],
+            },
+            Cluster::External(b) => Conn {
+                bootstrap: b.clone(),
+                options: Vec::new(),
+            },
+        }
+    }
+
+    fn create_topics(&self, topics: &[(&str, i32)]) -> anyhow::Result<()> {
+        match self {
+            Cluster::Mock(m) => {
+                for (t, p) in topics {
+                    m.create_topic(t, *p, 1)?;
+                }
+                Ok(())
+            }
+            Cluster::Tls(m) => m.create_topics(topics),
+            Cluster::External(b) => create_topics(b, topics),
+        }
+    }
+}
+
+/// A mock cluster that clients reach only through TLS: its broker
+/// advertises the port of a TLS terminator (stunnel) in front of it, with a
+/// CA and certificate made by the openssl command. The rdkafka crate's
+/// `MockCluster` cannot change what a broker advertises, so this one is
+/// made with librdkafka's own calls.
+struct TlsMock {
+    cluster: *mut rdkafka_sys::rd_kafka_mock_cluster_t,
+    /// The client the mock cluster runs in.
+    _owner: rdkafka::producer::BaseProducer,
+    stunnel: Option<std::process::Child>,
+    port: u16,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsMock {
+    fn start() -> anyhow::Result<TlsMock> {
+        let stunnel = tls::stunnel_binary()
+            .ok_or_else(|| anyhow::anyhow!("--tls needs stunnel (apt-get install stunnel4)"))?;
+        let dir = tempfile::tempdir()?;
+        let ca = tls::make_certificates(dir.path());
+        let owner: rdkafka::producer::BaseProducer = ClientConfig::new().create()?;
+        // SAFETY: the cluster lives in `owner`'s client, which outlives it
+        // (it is destroyed first, in `drop`).
+        let cluster =
+            unsafe { rdkafka_sys::rd_kafka_mock_cluster_new(owner.client().native_ptr(), 1) };
+        anyhow::ensure!(!cluster.is_null(), "creating a mock cluster failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut mock = TlsMock {
+            cluster,
+            _owner: owner,
+            stunnel: None,
+            port,
+            ca,
+            _dir: dir,
+        };
+        // SAFETY: a live cluster; librdkafka copies the strings.
+        let bootstrap = unsafe {
+            std::ffi::CStr::from_ptr(rdkafka_sys::rd_kafka_mock_cluster_bootstraps(cluster))
+        }
+        .to_string_lossy()
+        .into_owned();
+        let plain: u16 = bootstrap
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("mock bootstrap {bootstrap}"))?;
+        let host = std::ffi::CString::new("127.0.0.1")?;
+        unsafe {
+            rdkafka_sys::rd_kafka_mock_broker_set_host_port(cluster, 1, host.as_ptr(), port.into())
+        };
+        mock.stunnel = Some(tls::terminate(stunnel, mock._dir.path(), port, plain));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "stunnel does not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(mock)
+    }
+
+    fn create_topics(&self, topics: &[(&str, i32)]) -> anyhow::Result<()> {
+        for (t, p) in topics {
+            let name = std::ffi::CString::new(*t)?;
+            // SAFETY: a live cluster and a valid C string.
+            let err = unsafe {
+                rdkafka_sys::rd_kafka_mock_topic_create(self.cluster, name.as_ptr(), *p, 1)
+            };
+            anyhow::ensure!(
+                err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+                "creating {t}: {err:?}"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TlsMock {
+    fn drop(&mut self) {
+        if let Some(stunnel) = &mut self.stunnel {
+            let _ = stunnel.kill();
+            let _ = stunnel.wait();
+        }
+        // SAFETY: created in `start`, destroyed once, before its client.
+        unsafe { rdkafka_sys::rd_kafka_mock_cluster_destroy(self.cluster) };
+    }
+}
+
+/// Checks that the log of every partition of `topic` still starts at 0
+/// (the mock cluster drops a partition's oldest batches beyond 5 MB).
+fn nothing_dropped(conn: &Conn, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let c: BaseConsumer = conn.config().create()?;
+    for p in 0..partitions {
+        let (low, _) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        anyhow::ensure!(
+            low == 0,
+            "partition {p} of {topic} starts at {low}: the broker dropped records (the mock \
+             cluster keeps 5 MB a partition; use more --partitions)"
+        );
+    }
+    Ok(())
 }
 
 fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
@@ -78,11 +270,16 @@ fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
 /// from inside a record batch with the batches after it, so a partition
 /// paused for backpressure and resumed mid-batch would skip records there
 /// (Apache Kafka and Redpanda do not).
-fn producer(brokers: &str, batch: u32) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+fn producer(
+    conn: &Conn,
+    batch: u32,
+    codec: &str,
+) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+    Ok(conn
+        .config()
         .set("linger.ms", "10")
         .set("batch.num.messages", batch.max(1).to_string())
+        .set("compression.type", codec)
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", "300000")
         .create()?)
@@ -108,9 +305,10 @@ fn src_of(line: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-/// Produces the generator's events keyed by `src`; returns records/s.
-fn produce_generated(args: &Args, topic: &str) -> anyhow::Result<f64> {
-    let p = producer(&args.brokers, args.input_batch)?;
+/// Produces the generator's events keyed by `src`, in batches compressed
+/// with `codec`; returns records/s.
+fn produce_generated(args: &Args, conn: &Conn, topic: &str, codec: &str) -> anyhow::Result<f64> {
+    let p = producer(conn, args.input_batch, codec)?;
     let mut generator = Generator::new(GeneratorConfig {
         events: args.events,
         keys: args.keys,
@@ -140,10 +338,10 @@ struct Rates {
     with_join: f64,
 }
 
-fn bare_consumer(args: &Args, topic: &str, round: u32) -> anyhow::Result<Rates> {
+fn bare_consumer(args: &Args, conn: &Conn, topic: &str, round: u32) -> anyhow::Result<Rates> {
     let started = Instant::now();
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
+    let c: BaseConsumer = conn
+        .config()
         .set(
             "group.id",
             format!("bench-bare-{}-{round}", std::process::id()),
@@ -190,8 +388,9 @@ struct Worker {
 }
 
 /// Where a worker reads and writes.
-fn kafka(brokers: &str, input: &str, output: &str, group: &str) -> KafkaSettings {
-    let mut kafka = KafkaSettings::new(brokers, input, output, group);
+fn kafka(conn: &Conn, input: &str, output: &str, group: &str) -> KafkaSettings {
+    let mut kafka = KafkaSettings::new(&conn.bootstrap, input, output, group);
+    kafka.properties.client = conn.options.clone();
     kafka
         .properties
         .consumer
@@ -250,6 +449,7 @@ impl Worker {
 
 fn job(
     args: &Args,
+    conn: &Conn,
     rt: &tokio::runtime::Runtime,
     topic: &str,
     output: &str,
@@ -258,13 +458,7 @@ fn job(
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
     let group = format!("bench-job-{}-{round}", std::process::id());
-    let w = start_worker(
-        rt,
-        kafka(&args.brokers, topic, output, &group),
-        dir.path(),
-        "w",
-        60,
-    )?;
+    let w = start_worker(rt, kafka(conn, topic, output, &group), dir.path(), "w", 60)?;
     let mut first = None;
     loop {
         let n = processed(&w.lag);
@@ -288,11 +482,11 @@ fn job(
     })
 }
 
-fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+fn handover(args: &Args, cluster: &Cluster, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let id = std::process::id();
     let input = format!("bench-{id}-handover-in");
     let output = format!("bench-{id}-handover-out");
-    create_topics(&args.brokers, &[(&input, 2), (&output, 1)])?;
+    cluster.create_topics(&[(&input, 2), (&output, 1)])?;
     // Every key twice, keys split evenly over the two partitions.
     let keys = args.join_keys * 2;
     let start = 1_767_225_600_000i64;
@@ -304,7 +498,8 @@ fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             k & 255
         )
     };
-    let p = producer(&args.brokers, args.input_batch)?;
+    let conn = cluster.conn();
+    let p = producer(&conn, args.input_batch, "lz4")?;
     for round in 0..2u64 {
         for k in 0..keys {
             let t = start + (round * keys + k) as i64 / 100;
@@ -321,7 +516,7 @@ fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let total = keys * 2;
     let dir = tempfile::tempdir()?;
     let group = format!("bench-{id}-handover");
-    let settings = kafka(&args.brokers, &input, &output, &group);
+    let settings = kafka(&conn, &input, &output, &group);
     let a = start_worker(rt, settings.clone(), dir.path(), "a", 3600)?;
     let started = Instant::now();
     while processed(&a.lag) < total {
@@ -341,10 +536,10 @@ fn handover(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let trickle = {
         let stop = Arc::clone(&stop);
-        let brokers = args.brokers.clone();
+        let conn = conn.clone();
         let input = input.clone();
         std::thread::spawn(move || -> anyhow::Result<()> {
-            let p = producer(&brokers, 1)?;
+            let p = producer(&conn, 1, "none")?;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let k = i % keys;
@@ -402,32 +597,65 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let mut clusters = vec![(
+        "plaintext",
+        if args.brokers == "mock" {
+            Cluster::Mock(rdkafka::mocking::MockCluster::new(1)?)
+        } else {
+            Cluster::External(args.brokers.clone())
+        },
+    )];
+    if args.tls {
+        anyhow::ensure!(
+            args.brokers == "mock",
+            "--tls runs on the mock cluster only"
+        );
+        clusters.push(("tls", Cluster::Tls(TlsMock::start()?)));
+    }
+    println!(
+        "broker: {}",
+        match &clusters[0].1 {
+            Cluster::External(b) => b.as_str(),
+            _ => "librdkafka's mock cluster, in process",
+        }
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let id = std::process::id();
-    let topic = format!("bench-{id}-in");
-    let output = format!("bench-{id}-out");
-    create_topics(&args.brokers, &[(&topic, args.partitions), (&output, 1)])?;
-    let rate = produce_generated(&args, &topic)?;
-    println!(
-        "produced {} events ({} keys, {} partitions) at {rate:.0} records/s",
-        args.events, args.keys, args.partitions
-    );
-    for round in 0..args.rounds {
-        let bare = bare_consumer(&args, &topic, round)?;
-        let job = job(&args, &rt, &topic, &output, round)?;
-        println!(
-            "round {round}: bare consumer {:.0} records/s ({:.0} with join), weir job {:.0} records/s ({:.0} with join): {:.0} % of bare",
-            bare.steady,
-            bare.with_join,
-            job.steady,
-            job.with_join,
-            100.0 * job.steady / bare.steady
-        );
+    for codec in &args.codecs {
+        let topic = format!("bench-{id}-{codec}-in");
+        let output = format!("bench-{id}-{codec}-out");
+        for (name, cluster) in &clusters {
+            let conn = cluster.conn();
+            cluster.create_topics(&[(&topic, args.partitions), (&output, 1)])?;
+            let rate = produce_generated(&args, &conn, &topic, codec)?;
+            nothing_dropped(&conn, &topic, args.partitions)?;
+            println!(
+                "{codec} {name}: produced {} events ({} keys, {} partitions, batches of {}) at \
+                 {rate:.0} records/s",
+                args.events, args.keys, args.partitions, args.input_batch
+            );
+        }
+        for round in 0..args.rounds {
+            for (name, cluster) in &clusters {
+                let conn = cluster.conn();
+                let bare = bare_consumer(&args, &conn, &topic, round)?;
+                let job = job(&args, &conn, &rt, &topic, &output, round)?;
+                println!(
+                    "{codec} {name} round {round}: bare consumer {:.0} records/s ({:.0} with \
+                     join), weir job {:.0} records/s ({:.0} with join): {:.0} % of bare",
+                    bare.steady,
+                    bare.with_join,
+                    job.steady,
+                    job.with_join,
+                    100.0 * job.steady / bare.steady
+                );
+            }
+        }
     }
     if args.join_keys > 0 {
-        handover(&args, &rt)?;
+        handover(&args, &clusters[0].1, &rt)?;
     }
     Ok(())
 }

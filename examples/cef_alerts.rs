@@ -26,6 +26,8 @@
 //!            --group G --checkpoint-store URL --state-dir DIR
 //!            [--dlq-topic T] [--window-secs 60] [--threshold 5]
 //!            [--group-instance-id ID] [--kafka-config FILE]
+//!            [--stall-after SECS] [--stall-timeout SECS]
+//!            [--on-offset-reset earliest|fail]
 //!            [--kafka-option KEY=VALUE ...]
 //!            [--consumer-option KEY=VALUE ...] [--producer-option KEY=VALUE ...]
 //! ```
@@ -284,6 +286,38 @@ struct Args {
     /// Kafka mode: most time a revoke spends on final checkpoints, ms.
     #[arg(long, env = "WEIR_REVOKE_DEADLINE_MS", default_value_t = 30_000)]
     revoke_deadline_ms: u64,
+    /// Kafka mode: a partition with records to read that reads none for
+    /// this long is stalled: logged at WARN, counted, and /readyz answers
+    /// not ready until it moves.
+    #[arg(
+        long,
+        env = "WEIR_STALL_AFTER",
+        value_name = "SECS",
+        default_value_t = 30,
+        requires = "brokers"
+    )]
+    stall_after: u64,
+    /// Kafka mode: a partition stalled this long stops the worker with an
+    /// error naming the topic, partition and offset (0: never).
+    #[arg(
+        long,
+        env = "WEIR_STALL_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 300,
+        requires = "brokers"
+    )]
+    stall_timeout: u64,
+    /// Kafka mode: when input offsets were skipped without being processed
+    /// (retention removed them, or a hole in the log): `earliest` logs at
+    /// WARN, counts and goes on; `fail` stops with an error.
+    #[arg(
+        long,
+        env = "WEIR_ON_OFFSET_RESET",
+        value_name = "earliest|fail",
+        default_value = "earliest",
+        requires = "brokers"
+    )]
+    on_offset_reset: weir::kafka::OnOffsetReset,
     /// Where RocksDB state lives.
     #[arg(long, env = "WEIR_STATE_DIR")]
     state_dir: PathBuf,
@@ -407,6 +441,9 @@ async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaRep
     kafka.dead_letter_topic = args.dlq_topic.clone();
     kafka.instance_id = args.group_instance_id.clone();
     kafka.revoke_deadline = Duration::from_millis(args.revoke_deadline_ms);
+    kafka.stall_after = Duration::from_secs(args.stall_after);
+    kafka.stall_timeout = (args.stall_timeout > 0).then(|| Duration::from_secs(args.stall_timeout));
+    kafka.on_offset_reset = args.on_offset_reset;
     let pairs = |flag: &str, options: &[String]| -> anyhow::Result<Vec<(String, String)>> {
         options
             .iter()

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::admin::{by_partition, get, names, scrape, scrape_until, total};
-use common::broker::Broker;
+use common::broker::{Broker, Kafka};
 use common::kafka::{Group, lines, produce};
 use common::server::{free_port, wait_listening};
 use common::{data_set, example_bin};
@@ -325,7 +325,7 @@ fn readyz_is_not_ready_while_restoring_and_ready_after() {
 
 /// A group over new topics `<name>-in` (with `partitions`), `-out`, `-dlq`.
 fn group_with_topics<'a>(
-    broker: &'a Broker,
+    broker: &'a dyn Kafka,
     dir: &'a Path,
     name: &str,
     partitions: u32,

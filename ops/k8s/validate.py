@@ -62,6 +62,8 @@ INTEGER_ENV = (
     "WEIR_THRESHOLD",
     "WEIR_MEMORY_MIB",
     "WEIR_LIVE_ACTOR_CAP",
+    "WEIR_STALL_AFTER",
+    "WEIR_STALL_TIMEOUT",
 )
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 # Fields the Kubernetes schemas type as free strings although the API

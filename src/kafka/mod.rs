@@ -9,8 +9,10 @@
 
 pub mod config;
 pub mod sink;
+pub mod watch;
 pub mod worker;
 
 pub use config::Properties;
 pub use sink::{DeadLetterRecord, KafkaSink, headers};
+pub use watch::OnOffsetReset;
 pub use worker::{KafkaJob, KafkaReport, KafkaSettings, Lag, LagHandle, RecordKey};

@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use ractor::ActorRef;
@@ -66,6 +66,7 @@ use weir_state::{Prefixed, SnapshotStore, StateEnv};
 
 use super::Properties;
 use super::sink::{DeadLetterRecord, KafkaSink, reserve};
+use super::watch::{Change, OnOffsetReset, Seen, Skip, Watch};
 use crate::checkpoint::{Ready, restore_newest, upload};
 use crate::job::{
     CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, lock_state_dir,
@@ -139,6 +140,16 @@ pub struct KafkaSettings {
     pub max_batch: usize,
     /// Records queued for one partition before it is paused.
     pub max_buffered: usize,
+    /// A partition with records to read that reads none for this long is
+    /// stalled: logged, counted, and `/readyz` not ready (see [`watch`]).
+    ///
+    /// [`watch`]: super::watch
+    pub stall_after: Duration,
+    /// A partition stalled this long stops the worker with an error naming
+    /// it (`None`: never).
+    pub stall_timeout: Option<Duration>,
+    /// What skipped input offsets do: WARN and count, or stop the worker.
+    pub on_offset_reset: OnOffsetReset,
 }
 
 impl KafkaSettings {
@@ -156,6 +167,9 @@ impl KafkaSettings {
             delivery_timeout: Duration::from_secs(300),
             max_batch: 2_000,
             max_buffered: 20_000,
+            stall_after: Duration::from_secs(30),
+            stall_timeout: Some(Duration::from_secs(300)),
+            on_offset_reset: OnOffsetReset::Earliest,
         }
     }
 
@@ -209,6 +223,12 @@ struct Progress {
     partition: i32,
     /// Its positions (`-1`: unknown) and other figures.
     m: Arc<PartitionMetrics>,
+    /// librdkafka's fetch position, the log's start and the end a consumer
+    /// can read to (the last stable offset, below open transactions), from
+    /// its statistics (`-1`: unknown).
+    fetched: AtomicI64,
+    low: AtomicI64,
+    end: AtomicI64,
     /// Set once the first batch after assignment was processed.
     first_done: AtomicBool,
     /// When this worker started, and whether the partition was restored
@@ -392,6 +412,46 @@ impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> 
     }
 }
 
+/// Input offsets `from..to` of `partition` were skipped for `why`: counted
+/// and logged, or, with [`OnOffsetReset::Fail`], the error to stop with.
+fn skipped<K, V>(
+    kafka: &KafkaSettings,
+    o: &mut Owned<K, V>,
+    partition: i32,
+    why: Skip,
+    from: i64,
+    to: i64,
+) -> std::result::Result<(), String> {
+    let topic = &kafka.input_topic;
+    o.progress.m.skipped(why, (to - from) as u64);
+    if kafka.on_offset_reset == OnOffsetReset::Fail {
+        return Err(format!(
+            "partition {partition} of topic {topic}: offsets {from} to {} were never processed: \
+             {} (--on-offset-reset fail)",
+            to - 1,
+            why.describe()
+        ));
+    }
+    let quiet = match why {
+        Skip::LogStart => Some(0),
+        Skip::Gap => o.watch.log_gap(Instant::now()),
+    };
+    if let Some(quiet) = quiet {
+        tracing::warn!(
+            topic = %topic,
+            partition,
+            expected = from,
+            resumed_at = to,
+            skipped = to - from,
+            reason = why.label(),
+            gaps_not_logged = quiet,
+            "{}: going on from the first record there is",
+            why.describe()
+        );
+    }
+    Ok(())
+}
+
 /// The snapshot store of one partition of `topic`.
 fn partition_store(root: &Arc<dyn SnapshotStore>, topic: &str, partition: i32) -> Prefixed {
     Prefixed::new(Arc::clone(root), &format!("{topic}/p{partition}"))
@@ -492,10 +552,9 @@ struct Owned<K, V> {
     records: Vec<Envelope<K, V>>,
     data: Vec<u8>,
     paused: bool,
-    /// Resumed since the last record.
-    resumed: bool,
     next_checkpoint: u64,
     in_flight: Option<u64>,
+    watch: Watch,
 }
 
 impl<K, V> Owned<K, V> {
@@ -532,6 +591,8 @@ struct Worker<P: Processor> {
     to_commit: BTreeMap<i32, i64>,
     joined: Instant,
     fatal: Option<String>,
+    /// The consumer's last error, for stall messages.
+    last_error: Option<String>,
     report: KafkaReport,
 }
 
@@ -567,22 +628,17 @@ where
         if let Some(next) = o.next_offset
             && offset > next
         {
-            // Compaction or transaction markers leave gaps. Right after a
-            // resume the fetch restarts at `next`, which a correct broker
-            // returns first if it exists: a gap there is worth a warning.
-            if o.resumed {
-                tracing::warn!(
-                    partition,
-                    from = next,
-                    to = offset,
-                    "the broker skipped offsets after a resume (compacted input, or a broker that \
-                     fetches from the next record batch)"
-                );
-            } else {
-                tracing::debug!(partition, from = next, to = offset, "offset gap");
+            let why = Skip::of(
+                o.watch.read_any,
+                o.progress.low.load(Ordering::Relaxed),
+                next,
+            );
+            if let Err(e) = skipped(&self.kafka, o, partition, why, next, offset) {
+                self.fatal.get_or_insert(e);
+                return;
             }
         }
-        o.resumed = false;
+        o.watch.read_any = true;
         o.next_offset = Some(offset + 1);
         self.report.records += 1;
         let reason = match payload {
@@ -665,7 +721,6 @@ where
                 pause.push(p);
             } else if o.records.is_empty() && o.paused {
                 o.paused = false;
-                o.resumed = true;
                 resume.push(p);
             }
         }
@@ -678,6 +733,77 @@ where
             && let Err(e) = consumer.resume(&self.tpl(resume))
         {
             tracing::warn!(error = %e, "resuming partitions failed");
+        }
+    }
+
+    /// Looks at each owned partition's input (see [`super::watch`]): a log
+    /// whose start moved past the position to resume from before anything
+    /// was read, and stalls.
+    fn watch_inputs(&mut self) {
+        let now = Instant::now();
+        for (&p, o) in self.owned.iter_mut() {
+            let low = o.progress.low.load(Ordering::Relaxed);
+            if !o.watch.read_any
+                && let Some(next) = o.next_offset
+                && low > next
+            {
+                if let Err(e) = skipped(&self.kafka, o, p, Skip::LogStart, next, low) {
+                    self.fatal.get_or_insert(e);
+                    return;
+                }
+                o.next_offset = Some(low);
+            }
+            let seen = Seen {
+                read: o.next_offset,
+                fetch: o.progress.fetched.load(Ordering::Relaxed),
+                low,
+                high: o.progress.end.load(Ordering::Relaxed),
+                waiting: o.paused || !o.records.is_empty(),
+            };
+            let change =
+                o.watch
+                    .check(now, &seen, self.kafka.stall_after, self.kafka.stall_timeout);
+            let topic = &self.kafka.input_topic;
+            let at = seen.offset();
+            let last_error = self.last_error.as_deref().unwrap_or("none");
+            match change {
+                None => {}
+                Some(Change::Stalled(d)) => {
+                    let since = SystemTime::now().checked_sub(d);
+                    o.progress.m.set_stalled(Some(since.unwrap_or(UNIX_EPOCH)));
+                    tracing::warn!(
+                        topic = %topic,
+                        partition = p,
+                        offset = %at,
+                        high_watermark = seen.high,
+                        stalled_s = d.as_secs(),
+                        last_consumer_error = last_error,
+                        "the partition has records to read and reads none: stalled (not ready \
+                         until it moves)"
+                    );
+                }
+                Some(Change::Recovered(d)) => {
+                    o.progress.m.set_stalled(None);
+                    tracing::info!(
+                        topic = %topic,
+                        partition = p,
+                        offset = %at,
+                        stalled_s = d.as_secs(),
+                        "the partition reads again"
+                    );
+                }
+                Some(Change::GaveUp(d)) => {
+                    self.fatal.get_or_insert(format!(
+                        "partition {p} of topic {topic} made no progress at offset {at} for {} s \
+                         with records to read (log end {}; the consumer's last error: \
+                         {last_error}): a batch that does not decode or fails its CRC, or fetch \
+                         errors that repeat",
+                        d.as_secs(),
+                        seen.high
+                    ));
+                    return;
+                }
+            }
         }
     }
 
@@ -934,6 +1060,9 @@ where
             let progress = Arc::new(Progress {
                 partition: p,
                 m,
+                fetched: AtomicI64::new(-1),
+                low: AtomicI64::new(-1),
+                end: AtomicI64::new(-1),
                 first_done: AtomicBool::new(false),
                 joined: self.joined,
                 restored: position.is_some(),
@@ -965,9 +1094,9 @@ where
                     records: Vec::new(),
                     data: Vec::new(),
                     paused: false,
-                    resumed: false,
                     next_checkpoint: recovery.highest + 1,
                     in_flight: None,
+                    watch: Watch::new(Instant::now()),
                 },
             );
             offsets.insert(p, position);
@@ -1056,6 +1185,12 @@ where
             };
             let m = &pr.m;
             m.high_watermark.store(hi, Ordering::Relaxed);
+            pr.fetched
+                .store(offset("next_offset").unwrap_or(-1), Ordering::Relaxed);
+            pr.low
+                .store(offset("lo_offset").unwrap_or(-1), Ordering::Relaxed);
+            let end = offset("ls_offset").map_or(hi, |ls| ls.min(hi));
+            pr.end.store(end, Ordering::Relaxed);
             // Before this worker's first checkpoint of the partition, the
             // group's committed offset is what is covered; an empty
             // partition (nothing between low and high watermark) has
@@ -1403,6 +1538,7 @@ where
                 to_commit: BTreeMap::new(),
                 joined: started,
                 fatal: None,
+                last_error: None,
                 report: KafkaReport::default(),
             });
             consumer
@@ -1478,6 +1614,7 @@ where
             }
             w.commit(consumer, CommitMode::Async);
             w.flush(consumer);
+            w.watch_inputs();
             // The group normally answers the join with an assignment (maybe
             // empty) well within this; a worker still waiting says ready
             // anyway rather than hold up a rollout.
@@ -1512,6 +1649,10 @@ where
                     }
                 }
                 Err(e) => {
+                    if let Some(w) = lock(&ctx.worker).as_mut() {
+                        w.metrics.consumer_error();
+                        w.last_error = Some(e.to_string());
+                    }
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                         tracing::warn!(error = %e, "consumer error (retrying)");
                         last_warning = Some(Instant::now());

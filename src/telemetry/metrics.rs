@@ -19,6 +19,7 @@ use weir_actors::PartitionStats;
 use weir_state::StateEnv;
 
 use super::names::{self, Kind, Metric};
+use crate::kafka::watch::Skip;
 use crate::lock;
 
 /// One partition's figures (kept after the partition leaves the process, so
@@ -36,6 +37,12 @@ pub struct PartitionMetrics {
     /// Records read for the partition and records that did not decode.
     pub(crate) records_in: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    /// Kafka input: when the partition last made progress, ms since the
+    /// epoch, while it is stalled (-1: not stalled); stall episodes; and
+    /// records skipped, by [`Skip`] reason.
+    stalled_since_ms: AtomicI64,
+    stalls: AtomicU64,
+    skipped: [AtomicU64; 2],
     /// When the last checkpoint completed (or the partition started, before
     /// one did), ms since the epoch.
     checkpoint_at_ms: AtomicI64,
@@ -66,6 +73,9 @@ impl PartitionMetrics {
             processed: AtomicI64::new(-1),
             records_in: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
+            stalled_since_ms: AtomicI64::new(-1),
+            stalls: AtomicU64::new(0),
+            skipped: Default::default(),
             checkpoint_at_ms: AtomicI64::new(now_ms()),
             checkpoint_size: AtomicU64::new(0),
             restoring: AtomicBool::new(false),
@@ -84,6 +94,29 @@ impl PartitionMetrics {
         if bad > 0 {
             self.decode_errors.fetch_add(bad, Ordering::Relaxed);
         }
+    }
+
+    /// The partition's input stalled (it last made progress at `since`),
+    /// or, with `None`, is moving again.
+    pub(crate) fn set_stalled(&self, since: Option<SystemTime>) {
+        let ms = since.map_or(-1, |t| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        });
+        if ms >= 0 {
+            self.stalls.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stalled_since_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// `n` input records were skipped for `why`.
+    pub(crate) fn skipped(&self, why: Skip, n: u64) {
+        let i = Skip::ALL.iter().position(|s| *s == why).unwrap_or(0);
+        self.skipped[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn stalled(&self) -> bool {
+        self.stalled_since_ms.load(Ordering::Relaxed) >= 0
     }
 
     /// Positions count records from 0 (file input, where the high
@@ -210,6 +243,8 @@ struct Inner {
     checkpoint_duration: Option<Histogram<f64>>,
     checkpoints: AtomicU64,
     checkpoint_failures: AtomicU64,
+    /// Errors the Kafka consumer reported.
+    consumer_errors: AtomicU64,
     /// Input that could not be routed to a partition (undecodable lines of
     /// file input, whose key is unknown).
     unrouted: PartitionMetrics,
@@ -370,6 +405,37 @@ impl Metrics {
         self.per_partition(meter, names::RESTORE_KEYS, false, move |pm| {
             Some(load(&pm.restore_keys))
         });
+        self.per_partition(meter, names::INPUT_STALLED, false, |pm| {
+            let since = pm.stalled_since_ms.load(Ordering::Relaxed);
+            Some(if since >= 0 {
+                (now_ms() - since).max(0) as f64 / 1000.0
+            } else {
+                0.0
+            })
+        });
+        self.per_partition(meter, names::INPUT_STALLS, false, move |pm| {
+            Some(load(&pm.stalls))
+        });
+        let inner = Arc::clone(&self.0);
+        meter
+            .u64_observable_counter(names::INPUT_SKIPPED.instrument())
+            .with_description(names::INPUT_SKIPPED.help)
+            .with_callback(move |o| {
+                let partitions: Vec<_> = lock(&inner.partitions)
+                    .iter()
+                    .map(|(p, m)| (*p, Arc::clone(m)))
+                    .collect();
+                for (p, pm) in partitions {
+                    for (why, n) in Skip::ALL.iter().zip(&pm.skipped) {
+                        let attrs = [
+                            KeyValue::new("partition", p.to_string()),
+                            KeyValue::new("reason", why.label()),
+                        ];
+                        o.observe(n.load(Ordering::Relaxed), &attrs);
+                    }
+                }
+            })
+            .build();
         self.per_partition(meter, names::DISK, false, |pm| {
             let dir = lock(&pm.dir).clone()?;
             Some(dir_size(&dir) as f64)
@@ -395,6 +461,7 @@ impl Metrics {
         };
         counter(names::CHECKPOINTS, |i| &i.checkpoints);
         counter(names::CHECKPOINT_FAILURES, |i| &i.checkpoint_failures);
+        counter(names::CONSUMER_ERRORS, |i| &i.consumer_errors);
         let owned = |i: &Inner, restoring: bool| {
             lock(&i.partitions)
                 .values()
@@ -467,6 +534,7 @@ impl Metrics {
             pm.restoring.store(false, Ordering::Relaxed);
             pm.stats.clear_levels();
         }
+        pm.stalled_since_ms.store(-1, Ordering::Relaxed);
         pm.owned.store(owned, Ordering::Relaxed);
         pm
     }
@@ -501,8 +569,8 @@ impl Metrics {
         self.0.shutting_down.store(true, Ordering::SeqCst);
     }
 
-    /// Whether every owned partition is restored and no shutdown is under
-    /// way (what `/readyz` answers).
+    /// Whether every owned partition is restored and none is stalled, and
+    /// no shutdown is under way (what `/readyz` answers).
     pub fn ready(&self) -> bool {
         ready(&self.0)
     }
@@ -530,6 +598,11 @@ impl Metrics {
     /// `n` input records did not decode and have no partition.
     pub(crate) fn unrouted(&self, n: u64) {
         self.0.unrouted.read(n, n);
+    }
+
+    /// The Kafka consumer reported an error.
+    pub(crate) fn consumer_error(&self) {
+        self.0.consumer_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A rebalance event.
@@ -561,9 +634,9 @@ impl Drop for JobGuard {
 fn ready(i: &Inner) -> bool {
     i.started.load(Ordering::SeqCst)
         && !i.shutting_down.load(Ordering::SeqCst)
-        && !lock(&i.partitions)
-            .values()
-            .any(|p| p.owned.load(Ordering::Relaxed) && p.restoring.load(Ordering::Relaxed))
+        && !lock(&i.partitions).values().any(|p| {
+            p.owned.load(Ordering::Relaxed) && (p.restoring.load(Ordering::Relaxed) || p.stalled())
+        })
 }
 
 #[cfg(test)]

@@ -104,13 +104,21 @@ metrics! {
     PARTITIONS_RESTORING = "weir_partitions_restoring", Gauge, &[],
         "Partitions this process is restoring now.";
     READY = "weir_ready", Gauge, &[],
-        "1 when every owned partition is restored and the process is not shutting down (what /readyz says).";
+        "1 when every owned partition is restored and none is stalled, and the process is not shutting down (what /readyz says).";
     REBALANCES = "weir_rebalances_total", Counter, &["kind"],
         "Consumer-group rebalance events (kind: assigned, revoked, lost).";
     BLOCK_CACHE = "weir_rocksdb_block_cache_bytes", Gauge, &[],
         "Memory held by the RocksDB block cache all partitions share.";
     MEMTABLES = "weir_rocksdb_memtable_bytes", Gauge, &[],
         "Memory held by RocksDB memtables (all partitions).";
+    INPUT_STALLED = "weir_input_stalled_seconds", Gauge, P,
+        "How long the partition has had records to read and read none, once that passed the stall time (0 when it is not stalled); /readyz is not ready meanwhile.";
+    INPUT_STALLS = "weir_input_stalls_total", Counter, P,
+        "Times the partition's input stalled (undecodable or corrupt batches, fetch errors that repeat, an unreachable leader).";
+    INPUT_SKIPPED = "weir_input_skipped_records_total", Counter, &["partition", "reason"],
+        "Input offsets skipped without being processed (reason: log_start when retention removed them before they were read, gap for holes in the log).";
+    CONSUMER_ERRORS = "weir_consumer_errors_total", Counter, &[],
+        "Errors the Kafka consumer reported (failed fetches, undecodable batches, broker errors); it retries them.";
     DISK = "weir_rocksdb_disk_bytes", Gauge, P,
         "Size of the partition's RocksDB files on disk.";
 }

@@ -1,5 +1,7 @@
-//! A tansu broker for the tests of one test binary: started once, on a free
-//! loopback port, and stopped when the test process exits.
+//! Brokers for the tests: tansu, started once per test binary on a free
+//! loopback port and stopped when the test process exits (or one of its
+//! own: durable, restartable, behind TLS), and librdkafka's mock cluster
+//! ([`Mock`]), which serves record batches as produced.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -30,6 +32,75 @@ fn spawn(
         .stderr(Stdio::null())
         .spawn()
         .expect("tansu starts")
+}
+
+/// A Kafka-compatible broker the tests talk to: tansu ([`Broker`]) or
+/// librdkafka's mock cluster ([`Mock`]).
+pub trait Kafka {
+    /// `host:port` for clients.
+    fn bootstrap(&self) -> String;
+    /// librdkafka properties every client needs (TLS).
+    fn client_options(&self) -> &[(String, String)];
+    fn create_topic(&self, topic: &str, partitions: u32);
+    /// Whether a fetch from an offset inside a record batch gets the rest
+    /// of that batch (tansu 0.6 skips it).
+    fn serves_batches(&self) -> bool;
+}
+
+impl Kafka for Broker {
+    fn bootstrap(&self) -> String {
+        Broker::bootstrap(self)
+    }
+
+    fn client_options(&self) -> &[(String, String)] {
+        &self.client_options
+    }
+
+    fn create_topic(&self, topic: &str, partitions: u32) {
+        Broker::create_topic(self, topic, partitions)
+    }
+
+    fn serves_batches(&self) -> bool {
+        false
+    }
+}
+
+/// librdkafka's mock cluster, in the test process on a loopback port. It
+/// serves record batches as produced (a fetch from inside a batch too), so
+/// the tests that need realistic batches run on it. Each partition keeps
+/// at most 5 MB or 100,000 batches: older batches are deleted, as
+/// retention would.
+pub struct Mock {
+    pub cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    bootstrap: String,
+}
+
+impl Mock {
+    pub fn new() -> Mock {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        let bootstrap = cluster.bootstrap_servers();
+        Mock { cluster, bootstrap }
+    }
+}
+
+impl Kafka for Mock {
+    fn bootstrap(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    fn client_options(&self) -> &[(String, String)] {
+        &[]
+    }
+
+    fn create_topic(&self, topic: &str, partitions: u32) {
+        self.cluster
+            .create_topic(topic, partitions as i32, 1)
+            .unwrap_or_else(|e| panic!("creating {topic}: {e}"));
+    }
+
+    fn serves_batches(&self) -> bool {
+        true
+    }
 }
 
 /// A running broker.
@@ -151,14 +222,7 @@ impl Broker {
     /// `None` as for [`shared`](Self::shared), also when stunnel is
     /// missing. Clients need [`client_options`](Self::client_options).
     pub fn behind_tls(dir: &std::path::Path) -> Option<Broker> {
-        let stunnel = ["stunnel4", "stunnel"].into_iter().find(|p| {
-            Command::new(p)
-                .arg("-version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        });
+        let stunnel = super::tls::stunnel_binary();
         let tansu = tansu_binary();
         if !super::server::required(
             tansu.is_some() && stunnel.is_some(),
@@ -168,24 +232,9 @@ impl Broker {
             return None;
         }
         let (tansu, stunnel) = (tansu?, stunnel?);
-        let ca = make_certificates(dir);
+        let ca = super::tls::make_certificates(dir);
         let (port, tls_port) = (super::server::free_port(), super::server::free_port());
-        let conf = dir.join("stunnel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{port}\ncert = {}\nkey = {}\n",
-                dir.join("server.pem").display(),
-                dir.join("server.key").display()
-            ),
-        )
-        .expect("stunnel config");
-        let tls = Command::new(stunnel)
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stunnel.log")).expect("log"))
-            .spawn()
-            .expect("stunnel starts");
+        let tls = super::tls::terminate(stunnel, dir, tls_port, port);
         let shell = spawn(&tansu, port, tls_port, "memory://tansu/", dir);
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         super::server::wait_listening(tls_port, "stunnel", Duration::from_secs(30));
@@ -221,74 +270,4 @@ impl Broker {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// Makes a CA and a server certificate for 127.0.0.1 signed by it (and a
-/// second CA that signed nothing) in `dir` with the openssl command.
-/// Returns the CA certificate's path.
-fn make_certificates(dir: &std::path::Path) -> PathBuf {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    for ca in ["ca", "other-ca"] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=weir test {ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-        ]);
-    }
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("write");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
-    dir.join("ca.pem")
 }

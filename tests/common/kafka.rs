@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-use super::broker::Broker;
+use super::broker::Kafka;
 use super::{Reference, START, example_bin};
 
 /// The `src` of a CEF line, if it has one.
@@ -32,18 +32,24 @@ pub fn lines(text: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-/// A producer writing one record per batch. tansu 0.6 answers a fetch
-/// from an offset inside a record batch with the batches after it (or
-/// nothing), so a consumer that seeks to a checkpoint or resumes a paused
-/// partition mid-batch would silently skip records; Apache Kafka and
-/// Redpanda return the whole batch and the client drops the records before
-/// the offset. One-record batches keep the tests meaningful on tansu.
+/// A producer writing batches of up to 10,000 records, as real producers
+/// do, where the broker serves them correctly (the mock cluster), and one
+/// record per batch on tansu. tansu 0.6 answers a fetch from an offset
+/// inside a record batch with the batches after it (or nothing), so a
+/// consumer that seeks to a checkpoint or resumes a paused partition
+/// mid-batch would silently skip records; Apache Kafka and Redpanda return
+/// the whole batch and the client drops the records before the offset.
 /// `codec` is the batches' `compression.type` (a one-record batch is
 /// compressed like any other).
-fn producer(broker: &Broker, codec: &str) -> ThreadedProducer<DefaultProducerContext> {
+fn producer(broker: &dyn Kafka, codec: &str) -> ThreadedProducer<DefaultProducerContext> {
+    let batch = if broker.serves_batches() {
+        "10000"
+    } else {
+        "1"
+    };
     client_config(broker)
         .set("linger.ms", "5")
-        .set("batch.num.messages", "1")
+        .set("batch.num.messages", batch)
         .set("compression.type", codec)
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "120000")
@@ -53,13 +59,13 @@ fn producer(broker: &Broker, codec: &str) -> ThreadedProducer<DefaultProducerCon
 
 /// Produces `lines` to `topic` keyed by their `src` (lines without one are
 /// unkeyed), at most `per_sec` per second when given.
-pub fn produce(broker: &Broker, topic: &str, lines: &[&[u8]], per_sec: Option<u64>) {
+pub fn produce(broker: &dyn Kafka, topic: &str, lines: &[&[u8]], per_sec: Option<u64>) {
     produce_compressed(broker, topic, lines, per_sec, "none");
 }
 
 /// Like [`produce`], in batches compressed with `codec`.
 pub fn produce_compressed(
-    broker: &Broker,
+    broker: &dyn Kafka,
     topic: &str,
     lines: &[&[u8]],
     per_sec: Option<u64>,
@@ -106,7 +112,7 @@ pub fn send_waiting<K, V>(
 
 /// One event far in the future into each partition: every window before it
 /// closes (the marker's own window never alerts).
-pub fn produce_end_markers(broker: &Broker, topic: &str, partitions: i32) {
+pub fn produce_end_markers(broker: &dyn Kafka, topic: &str, partitions: i32) {
     let p = producer(broker, "none");
     for partition in 0..partitions {
         let line = format!(
@@ -134,16 +140,16 @@ pub struct Record {
 }
 
 /// A client configuration for `broker` (its TLS settings included).
-pub fn client_config(broker: &Broker) -> ClientConfig {
+pub fn client_config(broker: &dyn Kafka) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", broker.bootstrap());
-    for (k, v) in &broker.client_options {
+    for (k, v) in broker.client_options() {
         config.set(k, v);
     }
     config
 }
 
-fn consumer(broker: &Broker, topic: &str) -> BaseConsumer {
+fn consumer(broker: &dyn Kafka, topic: &str) -> BaseConsumer {
     let c: BaseConsumer = client_config(broker)
         .set("group.id", format!("reader-{topic}-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -157,7 +163,7 @@ fn consumer(broker: &Broker, topic: &str) -> BaseConsumer {
 /// Reads `topic` until `done` says so (checked as records arrive) or
 /// `limit` passes; then drains for `settle` more.
 pub fn read_until(
-    broker: &Broker,
+    broker: &dyn Kafka,
     topic: &str,
     limit: Duration,
     settle: Duration,
@@ -218,7 +224,7 @@ pub fn alert_of(r: &Record) -> (String, i64, u32, u32, i64) {
 /// `limit` passes), then a little longer for extras. Returns them all,
 /// duplicates included.
 pub fn read_alerts(
-    broker: &Broker,
+    broker: &dyn Kafka,
     topic: &str,
     reference: &Reference,
     limit: Duration,
@@ -242,7 +248,7 @@ pub struct Worker {
 
 /// The topics and store a group of workers share.
 pub struct Group<'a> {
-    pub broker: &'a Broker,
+    pub broker: &'a dyn Kafka,
     pub dir: &'a Path,
     pub input: String,
     pub output: String,
@@ -286,7 +292,7 @@ impl Group<'_> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for (k, v) in &self.broker.client_options {
+        for (k, v) in self.broker.client_options() {
             args.push("--kafka-option".into());
             args.push(format!("{k}={v}"));
         }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod broker;
 pub mod kafka;
 pub mod server;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

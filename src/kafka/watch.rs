@@ -1,0 +1,365 @@
+//! Watching each owned partition's input, so that a partition that cannot
+//! make progress, or offsets the input skips, are never passed over in
+//! silence.
+//!
+//! **Stalls.** librdkafka retries a fetch that fails without end: a batch
+//! that does not decompress or fails its CRC, a broker error that repeats,
+//! a leader that cannot be reached. The Rust binding hands such consumer
+//! errors over without their partition, so the watch judges progress, not
+//! errors. A partition is *behind* when no fetch has answered yet, or when
+//! the broker's high watermark (from the client's statistics) is past both
+//! the worker's read position and librdkafka's fetch position (which moves
+//! past transaction markers the worker never sees). A partition that stays
+//! behind, not paused for backpressure and with nothing queued for its
+//! actor, while neither position moves for `stall_after` is *stalled*:
+//! logged at WARN with the offset it is stuck at, counted, reported by
+//! `weir_input_stalled_seconds`, and `/readyz` answers not ready. After
+//! `stall_timeout` the worker stops with an error naming the topic,
+//! partition and offset, so a restart or an operator looks at it.
+//!
+//! **Skips.** Offsets never go back, and a forward jump means records that
+//! were never processed: either the position to resume from is older than
+//! the log's start (retention removed them: [`Skip::LogStart`]) or the log
+//! has a hole (compaction, transaction markers, a broker that skipped
+//! records: [`Skip::Gap`]). Either is logged at WARN with both offsets and
+//! counted by `weir_input_skipped_records_total{reason}`; with
+//! [`OnOffsetReset::Fail`] it stops the worker instead.
+
+use std::time::{Duration, Instant};
+
+/// What a worker does when its input skips offsets it never processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnOffsetReset {
+    /// Log at WARN, count, and go on from the first record there is.
+    #[default]
+    Earliest,
+    /// Stop with an error naming the partition and both offsets.
+    Fail,
+}
+
+impl std::str::FromStr for OnOffsetReset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(Self::Earliest),
+            "fail" => Ok(Self::Fail),
+            other => Err(format!(
+                "unknown offset reset policy {other:?}: expected earliest or fail"
+            )),
+        }
+    }
+}
+
+/// Why input offsets were skipped (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The position to resume from is older than the log's start.
+    LogStart,
+    /// A hole inside the log.
+    Gap,
+}
+
+impl Skip {
+    /// Every reason, in the order of the metric's series.
+    pub const ALL: [Skip; 2] = [Skip::LogStart, Skip::Gap];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Skip::LogStart => "log_start",
+            Skip::Gap => "gap",
+        }
+    }
+
+    /// Why a read jumped from `next` (the offset expected) to a later one:
+    /// the first read of an assignment lands where librdkafka reset a
+    /// position the log no longer holds, and a log start (`low`, -1 when
+    /// unknown) past `next` says the same.
+    pub fn of(read_any: bool, low: i64, next: i64) -> Skip {
+        if !read_any || low > next {
+            Skip::LogStart
+        } else {
+            Skip::Gap
+        }
+    }
+
+    /// What the WARN line and the error say.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Skip::LogStart => {
+                "the position to resume from is older than the log's start (retention deleted \
+                 records that were never processed)"
+            }
+            Skip::Gap => {
+                "the input skipped offsets (compaction, transaction markers, or a broker that \
+                 skipped records)"
+            }
+        }
+    }
+}
+
+/// One partition's input as the client sees it (offsets are "next to
+/// read"; -1: not known).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    /// After the last record the worker read (`None`: none yet, and no
+    /// checkpoint to resume from).
+    pub read: Option<i64>,
+    /// librdkafka's fetch position.
+    pub fetch: i64,
+    /// The log's start, and the end a consumer can read to (the high
+    /// watermark, or the last stable offset below open transactions).
+    pub low: i64,
+    pub high: i64,
+    /// Paused for backpressure, or records queued for the actor: waiting on
+    /// processing, not on input.
+    pub waiting: bool,
+}
+
+impl Seen {
+    /// Whether there are records to read that have not been read: no fetch
+    /// has answered yet, or the high watermark is past every position.
+    fn behind(&self) -> bool {
+        self.high < 0 || self.high > self.read.unwrap_or(-1).max(self.fetch).max(self.low)
+    }
+
+    /// The offset the partition is at, to name in messages.
+    pub fn offset(&self) -> String {
+        match self.read {
+            Some(at) => at.to_string(),
+            None if self.fetch >= 0 => self.fetch.to_string(),
+            None if self.low >= 0 => self.low.to_string(),
+            None => "unknown (no fetch has answered)".into(),
+        }
+    }
+}
+
+/// A change in a partition's state the worker reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Behind with no progress for the stall time, for this long.
+    Stalled(Duration),
+    /// Progress again after this long.
+    Recovered(Duration),
+    /// Stalled past the stall timeout.
+    GaveUp(Duration),
+}
+
+/// The watch over one owned partition's input.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    /// The positions at the last check.
+    mark: (Option<i64>, i64),
+    /// When the partition last made progress (or was not behind).
+    since: Instant,
+    stalled: bool,
+    /// A record was read since the partition was assigned.
+    pub read_any: bool,
+    /// When a gap was last logged, and gaps not logged since.
+    gap_logged: Option<Instant>,
+    gaps_quiet: u64,
+}
+
+/// Gaps (not log-start resets) are logged at most this often per
+/// partition; compacted input has many.
+const GAP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Watch {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            mark: (None, -1),
+            since: now,
+            stalled: false,
+            read_any: false,
+            gap_logged: None,
+            gaps_quiet: 0,
+        }
+    }
+
+    /// Judges the partition at `now`.
+    pub fn check(
+        &mut self,
+        now: Instant,
+        seen: &Seen,
+        stall_after: Duration,
+        stall_timeout: Option<Duration>,
+    ) -> Option<Change> {
+        let mark = (seen.read, seen.fetch);
+        let moved = mark != self.mark;
+        self.mark = mark;
+        let still = now.saturating_duration_since(self.since);
+        if moved || seen.waiting || !seen.behind() {
+            self.since = now;
+            return std::mem::take(&mut self.stalled).then_some(Change::Recovered(still));
+        }
+        if stall_timeout.is_some_and(|t| still >= t) {
+            return Some(Change::GaveUp(still));
+        }
+        if !self.stalled && still >= stall_after {
+            self.stalled = true;
+            return Some(Change::Stalled(still));
+        }
+        None
+    }
+
+    /// Whether a gap seen at `now` is logged: the first one, then one per
+    /// [`GAP_LOG_EVERY`]; returns the gaps not logged since the last one.
+    pub fn log_gap(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .gap_logged
+            .is_some_and(|t| now.saturating_duration_since(t) < GAP_LOG_EVERY)
+        {
+            self.gaps_quiet += 1;
+            return None;
+        }
+        self.gap_logged = Some(now);
+        Some(std::mem::take(&mut self.gaps_quiet))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(30);
+    const TIMEOUT: Option<Duration> = Some(Duration::from_secs(300));
+
+    fn seen(read: Option<i64>, fetch: i64, high: i64) -> Seen {
+        Seen {
+            read,
+            fetch,
+            low: 0,
+            high,
+            waiting: false,
+        }
+    }
+
+    /// Checks `seen` at `secs` seconds after `t0`.
+    fn at(w: &mut Watch, t0: Instant, secs: u64, s: Seen) -> Option<Change> {
+        w.check(t0 + Duration::from_secs(secs), &s, AFTER, TIMEOUT)
+    }
+
+    #[test]
+    fn a_partition_behind_without_progress_stalls_then_gives_up() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(t0);
+        let stuck = seen(Some(10), 10, 500);
+        assert_eq!(at(&mut w, t0, 0, stuck), None);
+        assert_eq!(at(&mut w, t0, 29, stuck), None);
+        assert_eq!(
+            at(&mut w, t0, 30, stuck),
+            Some(Change::Stalled(Duration::from_secs(30)))
+        );
+        // Reported once, then nothing until the timeout.
+        assert_eq!(at(&mut w, t0, 200, stuck), None);
+        assert_eq!(
+            at(&mut w, t0, 300, stuck),
+            Some(Change::GaveUp(Duration::from_secs(300)))
+        );
+        // Progress: recovered, and the clock starts again.
+        assert_eq!(
+            at(&mut w, t0, 301, seen(Some(11), 11, 500)),
+            Some(Change::Recovered(Duration::from_secs(301)))
+        );
+        assert_eq!(at(&mut w, t0, 330, seen(Some(11), 11, 500)), None);
+        assert!(matches!(
+            at(&mut w, t0, 331, seen(Some(11), 11, 500)),
+            Some(Change::Stalled(_))
+        ));
+    }
+
+    #[test]
+    fn caught_up_waiting_or_moving_partitions_never_stall() {
+        let t0 = Instant::now();
+        for s in [
+            // Read everything there is.
+            seen(Some(500), 500, 500),
+            // The fetch position is past the last record (transaction
+            // markers at the end of the log).
+            seen(Some(498), 500, 500),
+            // An empty log that starts late.
+            Seen {
+                read: None,
+                fetch: -1,
+                low: 70,
+                high: 70,
+                waiting: false,
+            },
+            // Paused for backpressure.
+            Seen {
+                waiting: true,
+                ..seen(Some(10), 10, 500)
+            },
+        ] {
+            let mut w = Watch::new(t0);
+            for secs in [0, 100, 1_000] {
+                assert_eq!(at(&mut w, t0, secs, s), None, "{s:?}");
+            }
+        }
+        // A slow partition that keeps moving.
+        let mut w = Watch::new(t0);
+        for secs in 0..1_000 {
+            let s = seen(Some(secs as i64), secs as i64, 5_000);
+            assert_eq!(at(&mut w, t0, secs, s), None);
+        }
+    }
+
+    #[test]
+    fn no_fetch_answer_at_all_is_a_stall() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(t0);
+        let none = Seen {
+            read: Some(40),
+            fetch: -1,
+            low: -1,
+            high: -1,
+            waiting: false,
+        };
+        assert_eq!(at(&mut w, t0, 0, none), None);
+        assert!(matches!(at(&mut w, t0, 31, none), Some(Change::Stalled(_))));
+        assert_eq!(none.offset(), "40");
+    }
+
+    #[test]
+    fn without_a_timeout_a_stall_never_gives_up() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(t0);
+        let stuck = seen(None, 0, 9);
+        let mut changes = Vec::new();
+        for secs in (0..100_000).step_by(100) {
+            let now = t0 + Duration::from_secs(secs);
+            changes.extend(w.check(now, &stuck, AFTER, None));
+        }
+        assert_eq!(changes, vec![Change::Stalled(Duration::from_secs(100))]);
+        assert_eq!(stuck.offset(), "0");
+    }
+
+    #[test]
+    fn skips_are_told_apart_by_the_log_start() {
+        // The first read of an assignment, or a log that starts past the
+        // offset expected: retention.
+        assert_eq!(Skip::of(false, -1, 100), Skip::LogStart);
+        assert_eq!(Skip::of(true, 150, 100), Skip::LogStart);
+        // A hole after the log's start.
+        assert_eq!(Skip::of(true, 0, 100), Skip::Gap);
+        assert_eq!(Skip::of(true, -1, 100), Skip::Gap);
+        assert_eq!("fail".parse(), Ok(OnOffsetReset::Fail));
+        assert_eq!("earliest".parse(), Ok(OnOffsetReset::Earliest));
+        let err = "latest".parse::<OnOffsetReset>().unwrap_err();
+        assert!(err.contains("\"latest\"") && err.contains("earliest or fail"));
+    }
+
+    #[test]
+    fn gaps_are_logged_at_most_every_ten_seconds() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(t0);
+        let mut logged = Vec::new();
+        for ms in (0..25_000).step_by(500) {
+            if let Some(quiet) = w.log_gap(t0 + Duration::from_millis(ms)) {
+                logged.push((ms, quiet));
+            }
+        }
+        assert_eq!(logged, vec![(0, 0), (10_000, 19), (20_000, 19)]);
+    }
+}
