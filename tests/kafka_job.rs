@@ -1,6 +1,8 @@
-//! `cef_alerts` in Kafka mode against a real broker (tansu): one worker,
-//! workers joining and leaving under load (SIGKILL and SIGTERM), and a
-//! broker restart. Alerts read back from the output topic are compared, as
+//! `cef_alerts` in Kafka mode against a real broker (tansu, one record per
+//! batch) and, where a test does not need a broker process, also against
+//! librdkafka's mock cluster with batches of thousands: one worker, workers
+//! joining and leaving under load (SIGKILL and SIGTERM), and a broker
+//! restart. Alerts read back from the output topic are compared, as
 //! a set, with the independent reference of `common::data_set`; duplicates
 //! (replays after a crash or a move) are allowed, anything missing or extra
 //! is not.
@@ -10,7 +12,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::broker::{Broker, Kafka, Mock};
+use common::broker::{Broker, Endpoint, Kafka, Mock};
 use common::kafka::{
     Group, Worker, lines, produce, produce_compressed, produce_end_markers, read_alerts, read_until,
 };
@@ -87,12 +89,25 @@ fn one_worker_matches_the_reference_and_dead_letters_poison_records() {
     let Some(broker) = Broker::shared() else {
         return;
     };
+    one_worker(broker, "one", "none");
+}
+
+/// The same with realistic batches (lz4, which also keeps the input under
+/// the mock cluster's 5 MB a partition): produced before the worker starts,
+/// they arrive faster than it processes them, so a partition that queues
+/// more than it may is paused and later resumed, inside a batch.
+#[test]
+fn one_worker_with_realistic_batches() {
+    one_worker(&Mock::new(), "one-batched", "lz4");
+}
+
+fn one_worker(broker: &dyn Kafka, name: &str, codec: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let g = group(broker, dir.path(), "one");
+    let g = group(broker, dir.path(), name);
     // 200,000 events, one malformed line in 1,000 (poison records).
     let data = data_set(200_000, 2_000, 41, 1_000);
     assert!(data.malformed > 100);
-    produce(broker, &g.input, &lines(&data.text), None);
+    produce_compressed(broker, &g.input, &lines(&data.text), None, codec);
     produce_end_markers(broker, &g.input, PARTITIONS);
 
     let mut worker = g.start("w1", &[]);
@@ -157,8 +172,18 @@ fn workers_join_and_leave_under_load_and_state_follows_partitions() {
     let Some(broker) = Broker::shared() else {
         return;
     };
+    join_and_leave(broker, "scale", "none");
+}
+
+/// The same with realistic batches: hand-overs resume inside batches.
+#[test]
+fn workers_join_and_leave_with_realistic_batches() {
+    join_and_leave(&Mock::new(), "scale-batched", "lz4");
+}
+
+fn join_and_leave(broker: &dyn Kafka, name: &str, codec: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let g = group(broker, dir.path(), "scale");
+    let g = group(broker, dir.path(), name);
     let data = data_set(200_000, 2_000, 42, 0);
     let all = lines(&data.text);
     let owned: Vec<Vec<u8>> = all.iter().map(|l| l.to_vec()).collect();
@@ -166,14 +191,11 @@ fn workers_join_and_leave_under_load_and_state_follows_partitions() {
     // Input flows for about 30 s while workers come and go.
     let feeder = {
         let input = g.input.clone();
+        let to = Endpoint::of(broker);
+        let codec = codec.to_string();
         std::thread::spawn(move || {
             let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-            produce(
-                Broker::shared().expect("broker"),
-                &input,
-                &refs,
-                Some(7_000),
-            );
+            produce_compressed(&to, &input, &refs, Some(7_000), &codec);
         })
     };
     let pause = |s| std::thread::sleep(Duration::from_secs(s));

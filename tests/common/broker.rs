@@ -65,6 +65,43 @@ impl Kafka for Broker {
     }
 }
 
+/// How clients reach a broker, without the broker: for a thread of its
+/// own (topics cannot be created through it).
+#[derive(Clone)]
+pub struct Endpoint {
+    bootstrap: String,
+    client_options: Vec<(String, String)>,
+    batches: bool,
+}
+
+impl Endpoint {
+    pub fn of(broker: &dyn Kafka) -> Endpoint {
+        Endpoint {
+            bootstrap: broker.bootstrap(),
+            client_options: broker.client_options().to_vec(),
+            batches: broker.serves_batches(),
+        }
+    }
+}
+
+impl Kafka for Endpoint {
+    fn bootstrap(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    fn client_options(&self) -> &[(String, String)] {
+        &self.client_options
+    }
+
+    fn create_topic(&self, topic: &str, _partitions: u32) {
+        panic!("creating {topic}: an endpoint cannot create topics");
+    }
+
+    fn serves_batches(&self) -> bool {
+        self.batches
+    }
+}
+
 /// librdkafka's mock cluster, in the test process on a loopback port. It
 /// serves record batches as produced (a fetch from inside a batch too), so
 /// the tests that need realistic batches run on it. Each partition keeps
