@@ -3,8 +3,10 @@
 //! server certificate the test makes. A job with `security.protocol=ssl`
 //! and `ssl.ca.location` gives the reference alerts; a wrong CA, or a
 //! plaintext client against the TLS port, is a clear start-up error within
-//! seconds. No broker here speaks SASL: `kafka::config`'s unit tests check
-//! that the SASL mechanisms are built in and accepted.
+//! seconds. No broker here speaks SASL: a SASL_SSL client with SCRAM fails
+//! clearly against this broker, which offers none, without printing its
+//! password, and `kafka::config`'s unit tests check that the SASL
+//! mechanisms are built in and accepted.
 
 mod common;
 
@@ -52,21 +54,38 @@ fn a_job_over_tls_matches_the_reference_and_bad_tls_settings_fail_fast() {
 
     // Settings that can never work stop the worker at once, saying why.
     let other_ca = dir.path().join("other-ca.pem");
+    let password = "pw-never-shown-7f3a";
     let cases = [
         (
             "wrong-ca",
-            format!("ssl.ca.location={}", other_ca.display()),
+            vec![format!("ssl.ca.location={}", other_ca.display())],
             "certificate verify failed",
         ),
         (
             "plaintext",
-            "security.protocol=plaintext".to_string(),
+            vec!["security.protocol=plaintext".to_string()],
             "security.protocol",
         ),
+        // A SASL_SSL client (SCRAM) against a broker that offers no SASL:
+        // the settings reach librdkafka, and the login fails clearly.
+        (
+            "sasl",
+            vec![
+                "security.protocol=sasl_ssl".to_string(),
+                "sasl.mechanism=SCRAM-SHA-512".to_string(),
+                "sasl.username=weir".to_string(),
+                format!("sasl.password={password}"),
+            ],
+            "SASL",
+        ),
     ];
-    for (name, option, expected) in cases {
+    for (name, options, expected) in cases {
         let started = Instant::now();
-        let mut w = g.start(name, &["--kafka-option", &option]);
+        let args: Vec<&str> = options
+            .iter()
+            .flat_map(|o| ["--kafka-option", o.as_str()])
+            .collect();
+        let mut w = g.start(name, &args);
         let status = loop {
             if let Some(status) = w.child.try_wait().expect("wait") {
                 break status;
@@ -84,6 +103,9 @@ fn a_job_over_tls_matches_the_reference_and_bad_tls_settings_fail_fast() {
             log.contains("cannot connect") && log.contains(expected),
             "{name}: {log}"
         );
+        assert!(!log.contains(password), "{name}: the password is printed");
+        let said = log.lines().find(|l| l.contains("cannot connect"));
+        eprintln!("{name}: {}", said.unwrap_or_default());
         eprintln!(
             "{name}: stopped after {:.1} s",
             started.elapsed().as_secs_f64()
