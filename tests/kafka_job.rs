@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::broker::{Broker, Endpoint, Kafka, Mock};
 use common::kafka::{
-    Group, Worker, lines, produce, produce_compressed, produce_end_markers, read_alerts, read_until,
+    Group, Worker, lines, produce_compressed, produce_end_markers, read_alerts, read_until,
 };
 use common::{DataSet, data_set};
 
@@ -253,23 +253,43 @@ fn workers_reconnect_after_a_broker_restart() {
     let Some(broker) = Broker::durable(dir.path()) else {
         return;
     };
-    let g = group(&broker, dir.path(), "restart");
     // sqlite storage is slower: a smaller data set.
-    let data = data_set(30_000, 500, 43, 0);
+    reconnect_after_restart(&broker, "restart", "none", 30_000, || {
+        broker.restart(Duration::from_secs(3))
+    });
+}
+
+/// The same on the mock cluster, with lz4 batches: its broker goes down
+/// for 3 s (connections closed and refused) and comes back.
+#[test]
+fn workers_reconnect_after_a_broker_outage_with_realistic_batches() {
+    let mock = Mock::new();
+    reconnect_after_restart(&mock, "restart-batched", "lz4", 100_000, || {
+        mock.cluster.broker_down(1).expect("down");
+        std::thread::sleep(Duration::from_secs(3));
+        mock.cluster.broker_up(1).expect("up");
+    });
+}
+
+fn reconnect_after_restart(
+    broker: &dyn Kafka,
+    name: &str,
+    codec: &str,
+    events: u64,
+    restart: impl FnOnce(),
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = group(broker, dir.path(), name);
+    let data = data_set(events, 500, 43, 0);
     let all = lines(&data.text);
     let half = all.len() / 2;
-    produce(&broker, &g.input, &all[..half], None);
+    produce_compressed(broker, &g.input, &all[..half], None, codec);
     let worker = g.start("w", &[]);
     std::thread::sleep(Duration::from_secs(8));
-    broker.restart(Duration::from_secs(3));
-    produce(&broker, &g.input, &all[half..], None);
-    produce_end_markers(&broker, &g.input, PARTITIONS);
-    let got = read_alerts(
-        &broker,
-        &g.output,
-        &data.reference,
-        Duration::from_secs(240),
-    );
+    restart();
+    produce_compressed(broker, &g.input, &all[half..], None, codec);
+    produce_end_markers(broker, &g.input, PARTITIONS);
+    let got = read_alerts(broker, &g.output, &data.reference, Duration::from_secs(240));
     assert_no_dead_letters(&g);
     assert_alerts_match(&got, &data, &[&worker]);
     let mut worker = worker;
