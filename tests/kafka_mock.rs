@@ -99,40 +99,6 @@ fn the_mock_cluster_serves_fetches_from_inside_compressed_batches() {
     }
 }
 
-/// A group over new topics `<name>-in` (with `partitions`), `-out`, `-dlq`
-/// on `mock`.
-fn group<'a>(mock: &'a Mock, dir: &'a std::path::Path, name: &str, partitions: u32) -> Group<'a> {
-    let g = Group {
-        broker: mock,
-        dir,
-        input: format!("{name}-in"),
-        output: format!("{name}-out"),
-        dlq: format!("{name}-dlq"),
-        group: format!("{name}-group"),
-    };
-    mock.create_topic(&g.input, partitions);
-    mock.create_topic(&g.output, 1);
-    mock.create_topic(&g.dlq, 1);
-    g
-}
-
-/// Waits (at most `limit`) for `w` to exit; its status.
-fn exit_of(w: &mut Worker, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = w.child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} still runs after {limit:?}:\n{}",
-            w.name,
-            w.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Starts `name` with an admin server; its port.
 fn start_with_admin(g: &Group<'_>, name: &str, extra: &[&str]) -> (Worker, u16) {
     let port = free_port();
@@ -146,16 +112,15 @@ fn start_with_admin(g: &Group<'_>, name: &str, extra: &[&str]) -> (Worker, u16) 
 
 /// Every fetch answered with Kafka's corrupt-message error (`INVALID_MSG`,
 /// code 2, as for a batch that fails its CRC): both partitions have
-/// records and read none, so within
-/// the stall time each is counted, logged at WARN with its offset, and
-/// `/readyz` answers not ready. Once fetches work again they move, and the
+/// records and read none, so within the stall time each is counted, logged
+/// at WARN with its offset, and `/readyz` answers not ready. Once fetches work again they move, and the
 /// worker is ready. A second worker, stalled past `--stall-timeout`, stops
 /// with an error naming the topic, partition and offset.
 #[test]
 fn a_partition_that_cannot_fetch_is_reported_then_stops_the_worker() {
     let mock = Mock::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let g = group(&mock, dir.path(), "stall", 2);
+    let g = Group::with_topics(&mock, dir.path(), "stall", 2);
     let data = data_set(2_000, 50, 7, 0);
     let input = lines(&data.text);
     produce_compressed(&mock, &g.input, &input, None, "lz4");
@@ -214,7 +179,7 @@ fn a_partition_that_cannot_fetch_is_reported_then_stops_the_worker() {
     mock.cluster.request_errors(RDKafkaApiKey::Fetch, &failing);
     let stopping = Instant::now();
     let mut b = g.start("b", &["--stall-after", "1", "--stall-timeout", "4"]);
-    let status = exit_of(&mut b, Duration::from_secs(90));
+    let status = b.exit_within(Duration::from_secs(90));
     eprintln!("stopped {:?} after the start", stopping.elapsed());
     mock.cluster.clear_request_errors(RDKafkaApiKey::Fetch);
     let log = b.log_text();
@@ -249,7 +214,7 @@ fn watermarks(mock: &Mock, topic: &str) -> (i64, i64) {
 fn records_deleted_before_they_were_processed_are_reported_or_refused() {
     let mock = Mock::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let g = group(&mock, dir.path(), "skip", 1);
+    let g = Group::with_topics(&mock, dir.path(), "skip", 1);
     let data = data_set(70_000, 500, 9, 0);
     let all = lines(&data.text);
     let (first, rest) = all.split_at(300);
@@ -276,7 +241,7 @@ fn records_deleted_before_they_were_processed_are_reported_or_refused() {
     );
 
     let mut refusing = g.start("refusing", &["--on-offset-reset", "fail"]);
-    let status = exit_of(&mut refusing, Duration::from_secs(90));
+    let status = refusing.exit_within(Duration::from_secs(90));
     let log = refusing.log_text();
     assert!(!status.success(), "{log}");
     let said = format!(

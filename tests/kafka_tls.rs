@@ -22,17 +22,7 @@ fn a_job_over_tls_matches_the_reference_and_bad_tls_settings_fail_fast() {
     let Some(broker) = Broker::behind_tls(dir.path()) else {
         return;
     };
-    let g = Group {
-        broker: &broker,
-        dir: dir.path(),
-        input: "tls-in".into(),
-        output: "tls-out".into(),
-        dlq: "tls-dlq".into(),
-        group: "tls-group".into(),
-    };
-    broker.create_topic(&g.input, 2);
-    broker.create_topic(&g.output, 1);
-    broker.create_topic(&g.dlq, 1);
+    let g = Group::with_topics(&broker, dir.path(), "tls", 2);
     let data = data_set(20_000, 300, 44, 0);
     assert!(data.reference.len() > 10);
     produce(&broker, &g.input, &lines(&data.text), None);
@@ -86,17 +76,7 @@ fn a_job_over_tls_matches_the_reference_and_bad_tls_settings_fail_fast() {
             .flat_map(|o| ["--kafka-option", o.as_str()])
             .collect();
         let mut w = g.start(name, &args);
-        let status = loop {
-            if let Some(status) = w.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{name}: still running after 20 s: {}",
-                w.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = w.exit_within(Duration::from_secs(20));
         let log = w.log_text();
         assert!(!status.success(), "{name}: {log}");
         assert!(

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::admin::{by_partition, get, names, scrape, scrape_until, total};
-use common::broker::{Broker, Kafka};
+use common::broker::Broker;
 use common::kafka::{Group, lines, produce};
 use common::server::{free_port, wait_listening};
 use common::{data_set, example_bin};
@@ -323,34 +323,13 @@ fn readyz_is_not_ready_while_restoring_and_ready_after() {
     assert!(status.success(), "{}", log_of(dir.path()));
 }
 
-/// A group over new topics `<name>-in` (with `partitions`), `-out`, `-dlq`.
-fn group_with_topics<'a>(
-    broker: &'a dyn Kafka,
-    dir: &'a Path,
-    name: &str,
-    partitions: u32,
-) -> Group<'a> {
-    let g = Group {
-        broker,
-        dir,
-        input: format!("{name}-in"),
-        output: format!("{name}-out"),
-        dlq: format!("{name}-dlq"),
-        group: format!("{name}-group"),
-    };
-    broker.create_topic(&g.input, partitions);
-    broker.create_topic(&g.output, 1);
-    broker.create_topic(&g.dlq, 1);
-    g
-}
-
 #[test]
 fn kafka_mode_exports_every_metric_and_lag_falls_to_zero() {
     let Some(broker) = Broker::shared() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let g = group_with_topics(broker, dir.path(), "telemetry", 4);
+    let g = Group::with_topics(broker, dir.path(), "telemetry", 4);
     let data = data_set(4_000, 100, 5, 50);
     let input = lines(&data.text);
     produce(broker, &g.input, &input, None);
@@ -519,7 +498,7 @@ fn kafka_worker_without_partitions_is_ready_after_its_empty_assignment() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let g = group_with_topics(broker, dir.path(), "idle-member", 1);
+    let g = Group::with_topics(broker, dir.path(), "idle-member", 1);
     let (pa, pb) = (free_port(), free_port());
     let (aa, ab) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
     let mut a = g.start("a", &["--admin-addr", &aa]);

@@ -256,7 +256,24 @@ pub struct Group<'a> {
     pub group: String,
 }
 
-impl Group<'_> {
+impl<'a> Group<'a> {
+    /// A group over new topics `<name>-in` (with `partitions`), `-out` and
+    /// `-dlq` on `broker`.
+    pub fn with_topics(broker: &'a dyn Kafka, dir: &'a Path, name: &str, partitions: u32) -> Self {
+        let g = Group {
+            broker,
+            dir,
+            input: format!("{name}-in"),
+            output: format!("{name}-out"),
+            dlq: format!("{name}-dlq"),
+            group: format!("{name}-group"),
+        };
+        broker.create_topic(&g.input, partitions);
+        broker.create_topic(&g.output, 1);
+        broker.create_topic(&g.dlq, 1);
+        g
+    }
+
     /// Starts worker `name` with its own state directory.
     pub fn start(&self, name: &str, extra: &[&str]) -> Worker {
         let log = self.dir.join(format!("{name}.log"));
@@ -323,14 +340,19 @@ impl Worker {
             .args([&format!("-{signal}"), &pid])
             .status()
             .expect("kill runs");
-        let deadline = Instant::now() + Duration::from_secs(90);
+        self.exit_within(Duration::from_secs(90))
+    }
+
+    /// Waits (at most `limit`) for the worker to exit; its status.
+    pub fn exit_within(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not exit after SIG{signal}:\n{}",
+                "{} still runs after {limit:?}:\n{}",
                 self.name,
                 self.log_text()
             );
