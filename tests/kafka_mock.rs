@@ -113,9 +113,10 @@ fn start_with_admin(g: &Group<'_>, name: &str, extra: &[&str]) -> (Worker, u16) 
 /// Every fetch answered with Kafka's corrupt-message error (`INVALID_MSG`,
 /// code 2, as for a batch that fails its CRC): both partitions have
 /// records and read none, so within the stall time each is counted, logged
-/// at WARN with its offset, and `/readyz` answers not ready. Once fetches work again they move, and the
-/// worker is ready. A second worker, stalled past `--stall-timeout`, stops
-/// with an error naming the topic, partition and offset.
+/// at WARN with its offset, and `/readyz` answers not ready. Once fetches
+/// work again they move, and the worker is ready. A second worker, stalled
+/// past `--stall-timeout`, stops with an error naming the topic, partition
+/// and offset.
 #[test]
 fn a_partition_that_cannot_fetch_is_reported_then_stops_the_worker() {
     let mock = Mock::new();
