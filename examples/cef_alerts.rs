@@ -307,9 +307,10 @@ struct Args {
         requires = "brokers"
     )]
     stall_timeout: u64,
-    /// Kafka mode: when input offsets were skipped without being processed
-    /// (retention removed them, or a hole in the log): `earliest` logs at
-    /// WARN, counts and goes on; `fail` stops with an error.
+    /// Kafka mode: when retention removed input records before they were
+    /// processed (the checkpoint's position is older than the log's
+    /// start): `earliest` logs at WARN, counts and goes on; `fail` stops
+    /// with an error. Holes in the log are always logged and counted.
     #[arg(
         long,
         env = "WEIR_ON_OFFSET_RESET",

@@ -17,13 +17,20 @@
 //! `stall_timeout` the worker stops with an error naming the topic,
 //! partition and offset, so a restart or an operator looks at it.
 //!
-//! **Skips.** Offsets never go back, and a forward jump means records that
+//! The watch only judges time it saw: a poll thread held up (a restore or
+//! a revoke inside a rebalance callback) is not counted as a partition
+//! making no progress, and a partition gives up only after it was reported
+//! stalled.
+//!
+//! **Skips.** Offsets never go back, and a forward jump means offsets that
 //! were never processed: either the position to resume from is older than
-//! the log's start (retention removed them: [`Skip::LogStart`]) or the log
-//! has a hole (compaction, transaction markers, a broker that skipped
+//! the log's start (retention removed the records: [`Skip::LogStart`],
+//! told by the log start librdkafka saw in the fetch that jumped) or the
+//! log has a hole (compaction, transaction markers, a broker that skipped
 //! records: [`Skip::Gap`]). Either is logged at WARN with both offsets and
-//! counted by `weir_input_skipped_records_total{reason}`; with
-//! [`OnOffsetReset::Fail`] it stops the worker instead.
+//! counted by `weir_input_skipped_records_total{reason}`. With
+//! [`OnOffsetReset::Fail`] a log-start skip stops the worker instead; holes
+//! are normal in compacted and transactional topics, so they never do.
 
 use std::time::{Duration, Instant};
 
@@ -72,12 +79,11 @@ impl Skip {
         }
     }
 
-    /// Why a read jumped from `next` (the offset expected) to a later one:
-    /// the first read of an assignment lands where librdkafka reset a
-    /// position the log no longer holds, and a log start (`low`, -1 when
-    /// unknown) past `next` says the same.
-    pub fn of(read_any: bool, low: i64, next: i64) -> Skip {
-        if !read_any || low > next {
+    /// Why a read jumped from `next` (the offset expected) to a later one,
+    /// given the log's start (`low`, -1 when unknown) as librdkafka last
+    /// saw it.
+    pub fn of(low: i64, next: i64) -> Skip {
+        if low > next {
             Skip::LogStart
         } else {
             Skip::Gap
@@ -149,10 +155,12 @@ pub(crate) enum Change {
 /// The watch over one owned partition's input.
 #[derive(Debug)]
 pub(crate) struct Watch {
-    /// The positions at the last check.
-    mark: (Option<i64>, i64),
-    /// When the partition last made progress (or was not behind).
+    /// The furthest position seen (read or fetched; -1: none).
+    furthest: i64,
+    /// When the partition last made progress (or was not behind), and
+    /// when it was last checked.
     since: Instant,
+    checked: Instant,
     stalled: bool,
     /// A record was read since the partition was assigned.
     pub read_any: bool,
@@ -165,11 +173,16 @@ pub(crate) struct Watch {
 /// partition; compacted input has many.
 const GAP_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Checks further apart than this mean the poll thread was held up (a
+/// restore or revoke in a rebalance callback): that time is not judged.
+const HELD_UP: Duration = Duration::from_secs(2);
+
 impl Watch {
     pub fn new(now: Instant) -> Self {
         Self {
-            mark: (None, -1),
+            furthest: -1,
             since: now,
+            checked: now,
             stalled: false,
             read_any: false,
             gap_logged: None,
@@ -185,15 +198,21 @@ impl Watch {
         stall_after: Duration,
         stall_timeout: Option<Duration>,
     ) -> Option<Change> {
-        let mark = (seen.read, seen.fetch);
-        let moved = mark != self.mark;
-        self.mark = mark;
+        let furthest = seen.read.unwrap_or(-1).max(seen.fetch);
+        let moved = furthest > self.furthest;
+        self.furthest = self.furthest.max(furthest);
+        let held_up = now.saturating_duration_since(self.checked) > HELD_UP;
+        self.checked = now;
         let still = now.saturating_duration_since(self.since);
         if moved || seen.waiting || !seen.behind() {
             self.since = now;
             return std::mem::take(&mut self.stalled).then_some(Change::Recovered(still));
         }
-        if stall_timeout.is_some_and(|t| still >= t) {
+        if held_up && !self.stalled {
+            self.since = now;
+            return None;
+        }
+        if self.stalled && stall_timeout.is_some_and(|t| still >= t) {
             return Some(Change::GaveUp(still));
         }
         if !self.stalled && still >= stall_after {
@@ -235,9 +254,17 @@ mod tests {
         }
     }
 
-    /// Checks `seen` at `secs` seconds after `t0`.
+    /// Checks `seen` every second from the last check up to `secs`
+    /// seconds after `t0` (as the poll loop does, more often); the last
+    /// change reported.
     fn at(w: &mut Watch, t0: Instant, secs: u64, s: Seen) -> Option<Change> {
-        w.check(t0 + Duration::from_secs(secs), &s, AFTER, TIMEOUT)
+        let from = w.checked.saturating_duration_since(t0).as_secs() + 1;
+        let mut last = None;
+        for t in from.min(secs)..=secs {
+            let now = t0 + Duration::from_secs(t);
+            last = w.check(now, &s, AFTER, TIMEOUT).or(last);
+        }
+        last
     }
 
     #[test]
@@ -306,6 +333,31 @@ mod tests {
     }
 
     #[test]
+    fn time_the_poll_thread_was_held_up_is_not_judged() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(t0);
+        let stuck = seen(Some(10), 10, 500);
+        assert_eq!(at(&mut w, t0, 5, stuck), None);
+        // A restore in a rebalance callback held the poll thread for 310 s:
+        // neither a stall nor giving up.
+        let later = t0 + Duration::from_secs(315);
+        assert_eq!(w.check(later, &stuck, AFTER, TIMEOUT), None);
+        // The clock starts at the next check.
+        assert_eq!(at(&mut w, t0, 344, stuck), None);
+        assert!(matches!(
+            at(&mut w, t0, 345, stuck),
+            Some(Change::Stalled(_))
+        ));
+        // A position that goes back (an invalid fetch position) is no
+        // progress.
+        assert_eq!(at(&mut w, t0, 346, seen(None, -1, 500)), None);
+        assert!(matches!(
+            at(&mut w, t0, 700, seen(Some(10), 10, 500)),
+            Some(Change::GaveUp(_))
+        ));
+    }
+
+    #[test]
     fn no_fetch_answer_at_all_is_a_stall() {
         let t0 = Instant::now();
         let mut w = Watch::new(t0);
@@ -327,23 +379,24 @@ mod tests {
         let mut w = Watch::new(t0);
         let stuck = seen(None, 0, 9);
         let mut changes = Vec::new();
-        for secs in (0..100_000).step_by(100) {
+        for secs in 0..10_000 {
             let now = t0 + Duration::from_secs(secs);
             changes.extend(w.check(now, &stuck, AFTER, None));
         }
-        assert_eq!(changes, vec![Change::Stalled(Duration::from_secs(100))]);
+        assert_eq!(changes, vec![Change::Stalled(Duration::from_secs(30))]);
         assert_eq!(stuck.offset(), "0");
     }
 
     #[test]
     fn skips_are_told_apart_by_the_log_start() {
-        // The first read of an assignment, or a log that starts past the
-        // offset expected: retention.
-        assert_eq!(Skip::of(false, -1, 100), Skip::LogStart);
-        assert_eq!(Skip::of(true, 150, 100), Skip::LogStart);
-        // A hole after the log's start.
-        assert_eq!(Skip::of(true, 0, 100), Skip::Gap);
-        assert_eq!(Skip::of(true, -1, 100), Skip::Gap);
+        // A log that starts past the offset expected: retention.
+        assert_eq!(Skip::of(150, 100), Skip::LogStart);
+        assert_eq!(Skip::of(101, 100), Skip::LogStart);
+        // A hole after the log's start (a transaction marker where a
+        // checkpoint resumes, say), or no log start known.
+        assert_eq!(Skip::of(0, 100), Skip::Gap);
+        assert_eq!(Skip::of(100, 100), Skip::Gap);
+        assert_eq!(Skip::of(-1, 100), Skip::Gap);
         assert_eq!("fail".parse(), Ok(OnOffsetReset::Fail));
         assert_eq!("earliest".parse(), Ok(OnOffsetReset::Earliest));
         let err = "latest".parse::<OnOffsetReset>().unwrap_err();

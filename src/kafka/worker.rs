@@ -148,7 +148,8 @@ pub struct KafkaSettings {
     /// A partition stalled this long stops the worker with an error naming
     /// it (`None`: never).
     pub stall_timeout: Option<Duration>,
-    /// What skipped input offsets do: WARN and count, or stop the worker.
+    /// Whether a log-start skip (retention deleted records never
+    /// processed) stops the worker; skips are always logged and counted.
     pub on_offset_reset: OnOffsetReset,
 }
 
@@ -183,6 +184,13 @@ impl KafkaSettings {
             if value.trim().is_empty() {
                 return Err(Error::Config(format!("the Kafka {what} is empty")));
             }
+        }
+        if self.stall_timeout.is_some_and(|t| t < self.stall_after) {
+            return Err(Error::Config(format!(
+                "the stall timeout ({:?}) is shorter than the stall time ({:?})",
+                self.stall_timeout.unwrap_or_default(),
+                self.stall_after
+            )));
         }
         if self.max_batch == 0 || self.max_buffered == 0 {
             return Err(Error::Config(
@@ -413,7 +421,8 @@ impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> 
 }
 
 /// Input offsets `from..to` of `partition` were skipped for `why`: counted
-/// and logged, or, with [`OnOffsetReset::Fail`], the error to stop with.
+/// and logged, or, for a log-start skip with [`OnOffsetReset::Fail`], the
+/// error to stop with.
 fn skipped<K, V>(
     kafka: &KafkaSettings,
     o: &mut Owned<K, V>,
@@ -424,7 +433,7 @@ fn skipped<K, V>(
 ) -> std::result::Result<(), String> {
     let topic = &kafka.input_topic;
     o.progress.m.skipped(why, (to - from) as u64);
-    if kafka.on_offset_reset == OnOffsetReset::Fail {
+    if why == Skip::LogStart && kafka.on_offset_reset == OnOffsetReset::Fail {
         return Err(format!(
             "partition {partition} of topic {topic}: offsets {from} to {} were never processed: \
              {} (--on-offset-reset fail)",
@@ -450,6 +459,32 @@ fn skipped<K, V>(
         );
     }
     Ok(())
+}
+
+/// The start of `partition`'s log as librdkafka last saw it (in the
+/// latest fetch response or offset query; no request is made), -1 when
+/// not known.
+fn log_start<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> i64 {
+    let Ok(topic) = std::ffi::CString::new(topic) else {
+        return -1;
+    };
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle is live for the call, the topic a valid C
+    // string, and librdkafka only writes the two offsets.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        low
+    } else {
+        -1
+    }
 }
 
 /// The snapshot store of one partition of `topic`.
@@ -591,8 +626,8 @@ struct Worker<P: Processor> {
     to_commit: BTreeMap<i32, i64>,
     joined: Instant,
     fatal: Option<String>,
-    /// The consumer's last error, for stall messages.
-    last_error: Option<String>,
+    /// The consumer's last error and when it came, for stall messages.
+    last_error: Option<(Instant, String)>,
     report: KafkaReport,
 }
 
@@ -610,7 +645,13 @@ where
     }
 
     /// Queues one consumed record for its partition.
-    fn route(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
+    fn route(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext<P>>,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) {
         let Some(o) = self.owned.get_mut(&partition) else {
             return;
         };
@@ -628,11 +669,8 @@ where
         if let Some(next) = o.next_offset
             && offset > next
         {
-            let why = Skip::of(
-                o.watch.read_any,
-                o.progress.low.load(Ordering::Relaxed),
-                next,
-            );
+            let low = log_start(consumer, &self.kafka.input_topic, partition);
+            let why = Skip::of(low, next);
             if let Err(e) = skipped(&self.kafka, o, partition, why, next, offset) {
                 self.fatal.get_or_insert(e);
                 return;
@@ -739,13 +777,14 @@ where
     /// Looks at each owned partition's input (see [`super::watch`]): a log
     /// whose start moved past the position to resume from before anything
     /// was read, and stalls.
-    fn watch_inputs(&mut self) {
+    fn watch_inputs(&mut self, consumer: &BaseConsumer<GroupContext<P>>) {
         let now = Instant::now();
         for (&p, o) in self.owned.iter_mut() {
             let low = o.progress.low.load(Ordering::Relaxed);
             if !o.watch.read_any
                 && let Some(next) = o.next_offset
                 && low > next
+                && log_start(consumer, &self.kafka.input_topic, p) > next
             {
                 if let Err(e) = skipped(&self.kafka, o, p, Skip::LogStart, next, low) {
                     self.fatal.get_or_insert(e);
@@ -765,7 +804,10 @@ where
                     .check(now, &seen, self.kafka.stall_after, self.kafka.stall_timeout);
             let topic = &self.kafka.input_topic;
             let at = seen.offset();
-            let last_error = self.last_error.as_deref().unwrap_or("none");
+            let last_error = match &self.last_error {
+                Some((when, e)) => format!("{e} ({} s ago)", when.elapsed().as_secs()),
+                None => "none".into(),
+            };
             match change {
                 None => {}
                 Some(Change::Stalled(d)) => {
@@ -777,7 +819,7 @@ where
                         offset = %at,
                         high_watermark = seen.high,
                         stalled_s = d.as_secs(),
-                        last_consumer_error = last_error,
+                        last_consumer_error = %last_error,
                         "the partition has records to read and reads none: stalled (not ready \
                          until it moves)"
                     );
@@ -1614,7 +1656,7 @@ where
             }
             w.commit(consumer, CommitMode::Async);
             w.flush(consumer);
-            w.watch_inputs();
+            w.watch_inputs(consumer);
             // The group normally answers the join with an assignment (maybe
             // empty) well within this; a worker still waiting says ready
             // anyway rather than hold up a rollout.
@@ -1645,13 +1687,13 @@ where
                 Ok(msg) => {
                     let mut guard = lock(&ctx.worker);
                     if let Some(w) = guard.as_mut() {
-                        w.route(msg.partition(), msg.offset(), msg.payload());
+                        w.route(consumer, msg.partition(), msg.offset(), msg.payload());
                     }
                 }
                 Err(e) => {
                     if let Some(w) = lock(&ctx.worker).as_mut() {
                         w.metrics.consumer_error();
-                        w.last_error = Some(e.to_string());
+                        w.last_error = Some((Instant::now(), e.to_string()));
                     }
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                         tracing::warn!(error = %e, "consumer error (retrying)");
