@@ -60,8 +60,9 @@ struct Args {
     events: u64,
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
-    /// Partitions of the input topic (the mock cluster keeps 5 MB of each).
-    #[arg(long, default_value_t = 16)]
+    /// Partitions of the input topic (the mock cluster keeps 5 MB of each,
+    /// about 100,000 lz4-compressed events).
+    #[arg(long, default_value_t = 32)]
     partitions: i32,
     #[arg(long, default_value_t = 2)]
     rounds: u32,
@@ -78,9 +79,18 @@ struct Args {
     /// for the cost of TLS against plaintext.
     #[arg(long)]
     tls: bool,
+    /// The job's checkpoint interval.
+    #[arg(long, default_value_t = 1_000)]
+    checkpoint_interval_ms: u64,
     /// Keys in each partition of the hand-over test (0: skip it).
     #[arg(long, default_value_t = 100_000)]
     join_keys: u64,
+}
+
+impl Args {
+    fn interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms)
+    }
 }
 
 /// How clients reach the broker.
@@ -408,12 +418,13 @@ fn start_worker(
     dir: &std::path::Path,
     name: &str,
     window_secs: i64,
+    interval: Duration,
 ) -> anyhow::Result<Worker> {
     let settings = Settings {
         state_dir: dir.join(name),
         checkpoints: Some(CheckpointSettings {
             store: open_store(dir.join("store").to_str().unwrap_or("store"))?,
-            interval: Some(Duration::from_secs(1)),
+            interval: Some(interval),
             retain: 2,
             start_empty: false,
         }),
@@ -458,7 +469,14 @@ fn job(
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
     let group = format!("bench-job-{}-{round}", std::process::id());
-    let w = start_worker(rt, kafka(conn, topic, output, &group), dir.path(), "w", 60)?;
+    let w = start_worker(
+        rt,
+        kafka(conn, topic, output, &group),
+        dir.path(),
+        "w",
+        60,
+        args.interval(),
+    )?;
     let mut first = None;
     loop {
         let n = processed(&w.lag);
@@ -517,7 +535,7 @@ fn handover(args: &Args, cluster: &Cluster, rt: &tokio::runtime::Runtime) -> any
     let dir = tempfile::tempdir()?;
     let group = format!("bench-{id}-handover");
     let settings = kafka(&conn, &input, &output, &group);
-    let a = start_worker(rt, settings.clone(), dir.path(), "a", 3600)?;
+    let a = start_worker(rt, settings.clone(), dir.path(), "a", 3600, args.interval())?;
     let started = Instant::now();
     while processed(&a.lag) < total {
         anyhow::ensure!(!a.task.is_finished(), "worker a stopped early");
@@ -557,7 +575,7 @@ fn handover(args: &Args, cluster: &Cluster, rt: &tokio::runtime::Runtime) -> any
             Ok(())
         })
     };
-    let b = start_worker(rt, settings, dir.path(), "b", 3600)?;
+    let b = start_worker(rt, settings, dir.path(), "b", 3600, args.interval())?;
     let joined = Instant::now();
     let first = loop {
         if let Some(d) = b.lag.first_record_on_restored_partition() {
