@@ -18,7 +18,10 @@ use super::{Reference, START, example_bin};
 
 /// The `src` of a CEF line, if it has one.
 pub fn src_of(line: &[u8]) -> Option<&[u8]> {
-    let at = line.windows(5).position(|w| w == b" src=")? + 5;
+    // The first extension follows the header's last `|`, the others a space.
+    let at = (1..line.len().saturating_sub(3))
+        .find(|&i| &line[i..i + 4] == b"src=" && matches!(line[i - 1], b' ' | b'|'))?
+        + 4;
     let rest = &line[at..];
     let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
     Some(&rest[..end])
