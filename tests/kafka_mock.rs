@@ -23,8 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use common::admin::{by_partition, get, scrape_until, total};
 use common::broker::{Kafka, Mock};
 use common::data_set;
-use common::kafka::{Group, Worker, lines, produce_compressed};
-use common::server::{free_port, wait_listening};
+use common::kafka::{Group, lines, produce_compressed};
 
 const RECORDS: i64 = 20_000;
 
@@ -99,17 +98,6 @@ fn the_mock_cluster_serves_fetches_from_inside_compressed_batches() {
     }
 }
 
-/// Starts `name` with an admin server; its port.
-fn start_with_admin(g: &Group<'_>, name: &str, extra: &[&str]) -> (Worker, u16) {
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
-    let mut args = vec!["--admin-addr", admin.as_str()];
-    args.extend_from_slice(extra);
-    let w = g.start(name, &args);
-    wait_listening(port, "the admin server", Duration::from_secs(30));
-    (w, port)
-}
-
 /// Every fetch answered with Kafka's corrupt-message error (`INVALID_MSG`,
 /// code 2, as for a batch that fails its CRC): both partitions have
 /// records and read none, so within the stall time each is counted, logged
@@ -129,7 +117,7 @@ fn a_partition_that_cannot_fetch_is_reported_then_stops_the_worker() {
     mock.cluster.request_errors(RDKafkaApiKey::Fetch, &failing);
 
     let started = Instant::now();
-    let (mut a, port) = start_with_admin(&g, "a", &["--stall-after", "2", "--stall-timeout", "0"]);
+    let (mut a, port) = g.start_with_admin("a", &["--stall-after", "2", "--stall-timeout", "0"]);
     let m = scrape_until(
         port,
         Duration::from_secs(60),
@@ -220,7 +208,7 @@ fn records_deleted_before_they_were_processed_are_reported_or_refused() {
     let all = lines(&data.text);
     let (first, rest) = all.split_at(300);
     produce_compressed(&mock, &g.input, first, None, "none");
-    let (mut a, port) = start_with_admin(&g, "a", &[]);
+    let (mut a, port) = g.start_with_admin("a", &[]);
     scrape_until(
         port,
         Duration::from_secs(60),
@@ -254,7 +242,7 @@ fn records_deleted_before_they_were_processed_are_reported_or_refused() {
         "{log}"
     );
 
-    let (mut b, port) = start_with_admin(&g, "b", &[]);
+    let (mut b, port) = g.start_with_admin("b", &[]);
     let m = scrape_until(port, Duration::from_secs(120), "the rest processed", |m| {
         total(m, "weir_records_in_total") as i64 == high - low
     });

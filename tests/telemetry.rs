@@ -334,10 +334,7 @@ fn kafka_mode_exports_every_metric_and_lag_falls_to_zero() {
     let input = lines(&data.text);
     produce(broker, &g.input, &input, None);
 
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
-    let mut w = g.start("a", &["--admin-addr", &admin]);
-    wait_listening(port, "the admin server", Duration::from_secs(30));
+    let (mut w, port) = g.start_with_admin("a", &[]);
     let m = scrape_until(
         port,
         Duration::from_secs(120),
@@ -499,15 +496,11 @@ fn kafka_worker_without_partitions_is_ready_after_its_empty_assignment() {
     };
     let dir = tempfile::tempdir().unwrap();
     let g = Group::with_topics(broker, dir.path(), "idle-member", 1);
-    let (pa, pb) = (free_port(), free_port());
-    let (aa, ab) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
-    let mut a = g.start("a", &["--admin-addr", &aa]);
-    wait_listening(pa, "worker a's admin server", Duration::from_secs(30));
+    let (mut a, pa) = g.start_with_admin("a", &[]);
     scrape_until(pa, Duration::from_secs(30), "a owns the partition", |m| {
         total(m, "weir_partitions_assigned") == 1.0 && total(m, "weir_ready") == 1.0
     });
-    let mut b = g.start("b", &["--admin-addr", &ab]);
-    wait_listening(pb, "worker b's admin server", Duration::from_secs(30));
+    let (mut b, pb) = g.start_with_admin("b", &[]);
     // Well before the 60 s fallback.
     let m = scrape_until(pb, Duration::from_secs(40), "b ready with nothing", |m| {
         total(m, "weir_ready") == 1.0

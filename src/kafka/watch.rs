@@ -58,13 +58,14 @@ impl std::str::FromStr for OnOffsetReset {
     }
 }
 
-/// Why input offsets were skipped (the `reason` label).
+/// Why input offsets were skipped (the `reason` label). The discriminant
+/// is the reason's place in [`Skip::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     /// The position to resume from is older than the log's start.
-    LogStart,
+    LogStart = 0,
     /// A hole inside the log.
-    Gap,
+    Gap = 1,
 }
 
 impl Skip {

@@ -781,16 +781,19 @@ where
         let now = Instant::now();
         for (&p, o) in self.owned.iter_mut() {
             let low = o.progress.low.load(Ordering::Relaxed);
+            // The statistics say the log moved; librdkafka's latest view
+            // says where it starts now.
             if !o.watch.read_any
                 && let Some(next) = o.next_offset
                 && low > next
-                && log_start(consumer, &self.kafka.input_topic, p) > next
+                && let start = log_start(consumer, &self.kafka.input_topic, p)
+                && start > next
             {
-                if let Err(e) = skipped(&self.kafka, o, p, Skip::LogStart, next, low) {
+                if let Err(e) = skipped(&self.kafka, o, p, Skip::LogStart, next, start) {
                     self.fatal.get_or_insert(e);
                     return;
                 }
-                o.next_offset = Some(low);
+                o.next_offset = Some(start);
             }
             let seen = Seen {
                 read: o.next_offset,
@@ -799,9 +802,12 @@ where
                 high: o.progress.end.load(Ordering::Relaxed),
                 waiting: o.paused || !o.records.is_empty(),
             };
-            let change =
+            let Some(change) =
                 o.watch
-                    .check(now, &seen, self.kafka.stall_after, self.kafka.stall_timeout);
+                    .check(now, &seen, self.kafka.stall_after, self.kafka.stall_timeout)
+            else {
+                continue;
+            };
             let topic = &self.kafka.input_topic;
             let at = seen.offset();
             let last_error = match &self.last_error {
@@ -809,8 +815,7 @@ where
                 None => "none".into(),
             };
             match change {
-                None => {}
-                Some(Change::Stalled(d)) => {
+                Change::Stalled(d) => {
                     let since = SystemTime::now().checked_sub(d);
                     o.progress.m.set_stalled(Some(since.unwrap_or(UNIX_EPOCH)));
                     tracing::warn!(
@@ -824,7 +829,7 @@ where
                          until it moves)"
                     );
                 }
-                Some(Change::Recovered(d)) => {
+                Change::Recovered(d) => {
                     o.progress.m.set_stalled(None);
                     tracing::info!(
                         topic = %topic,
@@ -834,7 +839,7 @@ where
                         "the partition reads again"
                     );
                 }
-                Some(Change::GaveUp(d)) => {
+                Change::GaveUp(d) => {
                     self.fatal.get_or_insert(format!(
                         "partition {p} of topic {topic} made no progress at offset {at} for {} s \
                          with records to read (log end {}; the consumer's last error: \

@@ -111,8 +111,7 @@ impl PartitionMetrics {
 
     /// `n` input records were skipped for `why`.
     pub(crate) fn skipped(&self, why: Skip, n: u64) {
-        let i = Skip::ALL.iter().position(|s| *s == why).unwrap_or(0);
-        self.skipped[i].fetch_add(n, Ordering::Relaxed);
+        self.skipped[why as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     fn stalled(&self) -> bool {
@@ -257,6 +256,17 @@ struct Inner {
     env: Mutex<Option<StateEnv>>,
 }
 
+impl Inner {
+    /// Every partition seen, with its figures (the map is not locked
+    /// while they are read).
+    fn partitions_now(&self) -> Vec<(u32, Arc<PartitionMetrics>)> {
+        lock(&self.partitions)
+            .iter()
+            .map(|(p, m)| (*p, Arc::clone(m)))
+            .collect()
+    }
+}
+
 /// A process's metrics: what jobs update, what the exporters read. Cheap to
 /// clone. [`Metrics::detached`] keeps the figures without exporting them.
 #[derive(Clone, Default)]
@@ -315,11 +325,7 @@ impl Metrics {
     ) {
         let inner = Arc::clone(&self.0);
         let each = move |emit: &mut dyn FnMut(f64, &[KeyValue])| {
-            let partitions: Vec<_> = lock(&inner.partitions)
-                .iter()
-                .map(|(p, m)| (*p, Arc::clone(m)))
-                .collect();
-            for (p, pm) in partitions {
+            for (p, pm) in inner.partitions_now() {
                 if m.kind == Kind::Gauge && !pm.owned.load(Ordering::Relaxed) {
                     continue;
                 }
@@ -421,11 +427,7 @@ impl Metrics {
             .u64_observable_counter(names::INPUT_SKIPPED.instrument())
             .with_description(names::INPUT_SKIPPED.help)
             .with_callback(move |o| {
-                let partitions: Vec<_> = lock(&inner.partitions)
-                    .iter()
-                    .map(|(p, m)| (*p, Arc::clone(m)))
-                    .collect();
-                for (p, pm) in partitions {
+                for (p, pm) in inner.partitions_now() {
                     for (why, n) in Skip::ALL.iter().zip(&pm.skipped) {
                         let attrs = [
                             KeyValue::new("partition", p.to_string()),

@@ -277,6 +277,18 @@ impl<'a> Group<'a> {
         g
     }
 
+    /// Starts worker `name` with an admin server (`--admin-addr`) on a free
+    /// port, once it listens; returns the port too.
+    pub fn start_with_admin(&self, name: &str, extra: &[&str]) -> (Worker, u16) {
+        let port = super::server::free_port();
+        let admin = format!("127.0.0.1:{port}");
+        let mut args = vec!["--admin-addr", admin.as_str()];
+        args.extend_from_slice(extra);
+        let w = self.start(name, &args);
+        super::server::wait_listening(port, "the admin server", Duration::from_secs(30));
+        (w, port)
+    }
+
     /// Starts worker `name` with its own state directory.
     pub fn start(&self, name: &str, extra: &[&str]) -> Worker {
         let log = self.dir.join(format!("{name}.log"));
