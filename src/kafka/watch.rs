@@ -358,6 +358,75 @@ mod tests {
         ));
     }
 
+    /// Generated histories of a partition checked at most 2 s apart:
+    /// every report agrees with what the whole history says. A check
+    /// *progresses* when the furthest position so far grows, the partition
+    /// waits on processing, or it is not behind. Then: `Stalled` comes only
+    /// after at least the stall time without progress, and in every run
+    /// without progress that lasts the stall time it comes exactly once
+    /// (when the run reaches it); `GaveUp` comes only in such a run, after
+    /// its `Stalled`, at least the timeout after its last progress;
+    /// `Recovered` comes exactly at the first progress after a `Stalled`.
+    #[test]
+    fn reports_agree_with_the_history_on_generated_input() {
+        use proptest::prelude::*;
+        let step = (
+            0u64..=2_000,
+            prop_oneof![Just(None), (0i64..40).prop_map(Some)],
+            -1i64..40,
+            -1i64..45,
+            0i64..5,
+            prop::bool::weighted(0.05),
+        );
+        let timeout = prop_oneof![Just(None), (1u64..20).prop_map(|s| Some(s * 1_000))];
+        proptest!(|(steps in proptest::collection::vec(step, 1..400),
+                    after_s in 1u64..10, timeout_ms in timeout)| {
+            let after = Duration::from_secs(after_s);
+            let timeout = timeout_ms.map(Duration::from_millis).map(|t| t.max(after));
+            let t0 = Instant::now();
+            let mut w = Watch::new(t0);
+            let (mut now, mut furthest) = (t0, -1i64);
+            // The time of the last progress, and whether the current run
+            // without progress was reported stalled.
+            let (mut last_progress, mut reported) = (t0, false);
+            for (dt, read, fetch, high, low, waiting) in steps {
+                now += Duration::from_millis(dt);
+                let seen = Seen { read, fetch, low, high, waiting };
+                let position = read.unwrap_or(-1).max(fetch);
+                let behind = high < 0 || high > position.max(low);
+                let progress = position > furthest || waiting || !behind;
+                furthest = furthest.max(position);
+                let change = w.check(now, &seen, after, timeout);
+                let still = now - last_progress;
+                if progress {
+                    let want = reported.then_some(Change::Recovered(still));
+                    prop_assert_eq!(change, want);
+                    last_progress = now;
+                    reported = false;
+                    continue;
+                }
+                match change {
+                    Some(Change::Stalled(d)) => {
+                        prop_assert!(!reported && d == still && d >= after, "{change:?} {still:?}");
+                        reported = true;
+                    }
+                    Some(Change::GaveUp(d)) => {
+                        prop_assert!(reported && d == still);
+                        prop_assert!(timeout.is_some_and(|t| d >= t), "{d:?} {timeout:?}");
+                    }
+                    Some(Change::Recovered(_)) => prop_assert!(false, "recovered without progress"),
+                    None => {
+                        prop_assert!(reported || still < after, "not reported after {still:?}");
+                        prop_assert!(
+                            !reported || timeout.is_none_or(|t| still < t),
+                            "gave up too late at {still:?}"
+                        );
+                    }
+                }
+            }
+        });
+    }
+
     #[test]
     fn no_fetch_answer_at_all_is_a_stall() {
         let t0 = Instant::now();
