@@ -132,6 +132,8 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
                     interval: Some(Duration::from_millis(args.checkpoint_interval_ms)),
                     retain: 3,
                     start_empty: false,
+                    job_id: None,
+                    prune_grace: weir_state::owner::DEFAULT_PRUNE_GRACE,
                 })
             })
             .transpose()?,

@@ -118,6 +118,8 @@ fn run(
             interval: None,
             retain: 2,
             start_empty: false,
+            job_id: None,
+            prune_grace: weir_state::owner::DEFAULT_PRUNE_GRACE,
         }),
         ..Settings::default()
     };

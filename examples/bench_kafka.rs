@@ -430,6 +430,8 @@ fn start_worker(
             interval: Some(interval),
             retain: 2,
             start_empty: false,
+            job_id: None,
+            prune_grace: weir_state::owner::DEFAULT_PRUNE_GRACE,
         }),
         ..Settings::default()
     };

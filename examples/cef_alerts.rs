@@ -354,6 +354,15 @@ struct Args {
     /// Start from empty state when checkpoints exist but none is usable.
     #[arg(long, env = "WEIR_START_EMPTY")]
     start_empty: bool,
+    /// The job the checkpoints belong to (they live under jobs/<id>/ in the
+    /// store). Default: the group in Kafka mode; in file mode the id
+    /// recorded in the state directory, else one derived from the input.
+    #[arg(long, env = "WEIR_JOB_ID")]
+    job_id: Option<String>,
+    /// Seconds pruning leaves unreferenced checkpoint files alone after
+    /// they were written (an upload in progress keeps its files).
+    #[arg(long, env = "WEIR_PRUNE_GRACE", default_value_t = 600)]
+    prune_grace: u64,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -501,6 +510,8 @@ fn settings(args: &Args, store_url: &str) -> anyhow::Result<Settings> {
                 .then(|| Duration::from_millis(args.checkpoint_interval_ms)),
             retain: args.checkpoint_retain,
             start_empty: args.start_empty,
+            job_id: args.job_id.clone(),
+            prune_grace: Duration::from_secs(args.prune_grace),
         }),
         ..Settings::default()
     })
@@ -543,7 +554,7 @@ fn main() -> anyhow::Result<()> {
         report.elapsed.as_secs_f64(),
         report.lines_per_sec(),
         report.recovery.checkpoint_id(),
-        report.checkpoints.completed,
+        report.checkpoints.count,
         report.stopped,
     );
     Ok(())

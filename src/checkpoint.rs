@@ -20,8 +20,15 @@
 //!    thread copies new files to the snapshot store, writes the manifest
 //!    last, prunes old checkpoints and deletes the local directories.
 //!
+//! ## Ownership
+//! A job's checkpoints live under `jobs/<job-id>/` in the store, and a
+//! writer takes an owner epoch ([`weir_state::owner`]) before it restores
+//! or writes: its checkpoint ids carry the epoch, it stops writing once a
+//! newer owner took over, and restores skip what a superseded owner wrote
+//! late.
+//!
 //! ## Recovery
-//! The newest checkpoint whose manifest loads and whose files are present
+//! The newest eligible checkpoint whose manifest loads and whose files are present
 //! and pass their checksums is restored into the partitions' directories;
 //! the source seeks to its position; file sinks are cut back to their
 //! recorded lengths. Broken checkpoints are skipped with a warning. If
@@ -36,11 +43,12 @@ use std::time::{Duration, Instant};
 use weir_actors::Clock;
 use weir_actors::PartitionCheckpoint;
 use weir_actors::SystemClock;
+use weir_state::owner::{self, Epoch};
 use weir_state::snapshot::{
-    self, MANIFEST_FORMAT_VERSION, PartitionSnapshot, UploadStats, choose_checkpoint,
+    self, MANIFEST_FORMAT_VERSION, PartitionSnapshot, Retention, UploadStats, choose_checkpoint,
     list_checkpoints, load_manifest, manifest_key, restore_partition_with,
 };
-use weir_state::{LocalDirStore, Manifest, SnapshotStore, StateEnv};
+use weir_state::{LocalDirStore, Manifest, Prefixed, SnapshotStore, StateEnv};
 
 use crate::telemetry::Metrics;
 use crate::{Error, Result, lock};
@@ -63,6 +71,140 @@ pub struct CheckpointSettings {
     /// When checkpoints exist but none is usable, start from empty state
     /// instead of stopping with an error.
     pub start_empty: bool,
+    /// The job the checkpoints belong to: they live under `jobs/<id>/` in
+    /// the store. `None`: Kafka mode uses the group id; file mode uses the
+    /// id recorded in the state directory, or derives one from the input
+    /// and the processor and records it.
+    pub job_id: Option<String>,
+    /// Pruning leaves unreferenced objects younger than this alone, so an
+    /// upload in progress (of this writer or a superseded one) keeps its
+    /// files.
+    pub prune_grace: Duration,
+}
+
+impl CheckpointSettings {
+    /// Checkpoints to `store` every 10 s, 3 kept, job id as described at
+    /// [`job_id`](Self::job_id).
+    pub fn new(store: Arc<dyn SnapshotStore>) -> Self {
+        Self {
+            store,
+            interval: Some(Duration::from_secs(10)),
+            retain: 3,
+            start_empty: false,
+            job_id: None,
+            prune_grace: owner::DEFAULT_PRUNE_GRACE,
+        }
+    }
+}
+
+/// Who writes a checkpoint area, and how it prunes.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    pub(crate) job_id: String,
+    pub(crate) epoch: u64,
+    pub(crate) retain: usize,
+    pub(crate) grace: Duration,
+}
+
+impl Owner {
+    /// Takes the next owner epoch of `area` for `job_id`.
+    pub(crate) fn take(
+        area: &dyn SnapshotStore,
+        job_id: &str,
+        settings: &CheckpointSettings,
+    ) -> Result<(Self, Epoch)> {
+        let who = format!(
+            "{}/{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+            std::process::id()
+        );
+        let epoch = owner::take(area, job_id, &who, SystemClock.now_ms())?;
+        tracing::info!(store = %area.describe(), epoch = epoch.epoch, sealed = epoch.sealed, "took the checkpoint area");
+        Ok((
+            Self {
+                job_id: job_id.to_string(),
+                epoch: epoch.epoch,
+                retain: settings.retain.max(1),
+                grace: settings.prune_grace,
+            },
+            epoch,
+        ))
+    }
+
+    /// The id of this owner's first checkpoint.
+    pub(crate) fn first_id(&self) -> u64 {
+        owner::checkpoint_id(self.epoch, 1)
+    }
+}
+
+/// The area of a job in file mode: `jobs/<job>/`.
+pub(crate) fn job_area(root: &Arc<dyn SnapshotStore>, job_id: &str) -> Prefixed {
+    Prefixed::new(Arc::clone(root), &owner::job_prefix(job_id))
+}
+
+/// Whether `e` says another owner took over.
+pub(crate) fn is_fenced(e: &Error) -> bool {
+    matches!(e, Error::State(weir_state::Error::Fenced { .. }))
+}
+
+/// Before a job starts without checkpoints of its own: refuses to go on
+/// when `root` holds checkpoints written before job ids at `legacy` (they
+/// may be this job's: moving them under `jobs/<job>/` keeps them), unless
+/// `start_empty`; says which other jobs the store holds.
+pub(crate) fn look_around(
+    root: &dyn SnapshotStore,
+    job_id: &str,
+    legacy: &str,
+    start_empty: bool,
+) -> Result<()> {
+    let old = if legacy.is_empty() {
+        "checkpoints/".to_string()
+    } else {
+        format!("{legacy}/checkpoints/")
+    };
+    if root
+        .list(&old)?
+        .iter()
+        .any(|k| k.ends_with("/MANIFEST.json"))
+    {
+        let here = if legacy.is_empty() {
+            "its root"
+        } else {
+            legacy
+        };
+        let msg = format!(
+            "{} holds checkpoints at {here} written before checkpoints had job ids; they may be \
+             this job's: move that folder to jobs/{job_id}/{legacy} in the store to keep them, or \
+             pass --start-empty to start without them",
+            root.describe()
+        );
+        if !start_empty {
+            return Err(Error::Config(msg));
+        }
+        tracing::warn!("{msg} (starting empty)");
+    }
+    let mut others: Vec<String> = root
+        .list("jobs/")?
+        .iter()
+        .filter(|k| k.ends_with("/MANIFEST.json"))
+        .filter_map(|k| {
+            k.strip_prefix("jobs/")?
+                .split('/')
+                .next()
+                .map(str::to_string)
+        })
+        .filter(|j| j != job_id)
+        .collect();
+    others.dedup();
+    if !others.is_empty() {
+        tracing::info!(
+            job = job_id,
+            other_jobs = ?others,
+            store = %root.describe(),
+            "the store holds checkpoints of other jobs only; this job starts without one"
+        );
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for CheckpointSettings {
@@ -104,6 +246,8 @@ pub struct Status {
     pub finished: u64,
     /// Highest checkpoint id completed (manifest written).
     pub completed: u64,
+    /// Checkpoints completed by this run.
+    pub count: u64,
     /// Checkpoints that failed.
     pub failures: u64,
     /// Why the last failure happened.
@@ -114,6 +258,9 @@ pub struct Status {
     pub last_total_bytes: u64,
     /// Bytes the last completed checkpoint copied (the rest was reused).
     pub last_uploaded_bytes: u64,
+    /// Another owner took over the job's checkpoints: why. No checkpoint
+    /// is written after it, and the job stops.
+    pub fenced: Option<String>,
 }
 
 /// A checkpoint whose parts are all in, ready to upload.
@@ -142,14 +289,15 @@ pub(crate) struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator numbering checkpoints after `last_id`, uploading to
-    /// `store` on a thread of its own.
+    /// A coordinator numbering checkpoints in `owner`'s epoch, uploading
+    /// to `store` (the job's area) on a thread of its own.
     pub(crate) fn start(
         partitions: u32,
-        last_id: u64,
-        settings: &CheckpointSettings,
+        owner: Owner,
+        store: Arc<dyn SnapshotStore>,
         metrics: &Metrics,
     ) -> Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
+        let last_id = owner.first_id() - 1;
         let (tx, rx) = mpsc::channel::<Ready>();
         let status = tokio::sync::watch::Sender::new(Status {
             started: last_id,
@@ -165,12 +313,10 @@ impl Coordinator {
             uploads: Mutex::new(Some(tx)),
             metrics: metrics.clone(),
         });
-        let store = Arc::clone(&settings.store);
-        let retain = settings.retain.max(1);
         let c = Arc::clone(&coordinator);
         let handle = std::thread::Builder::new()
             .name("weir-upload".into())
-            .spawn(move || c.upload_loop(rx, store.as_ref(), retain))
+            .spawn(move || c.upload_loop(rx, store.as_ref(), &owner))
             .map_err(|e| Error::Io {
                 what: "starting the upload thread".into(),
                 source: e,
@@ -196,12 +342,16 @@ impl Coordinator {
         id
     }
 
-    /// The barrier the feed should inject now, if any.
-    pub(crate) fn take_request(&self) -> Option<u64> {
-        match self.requested.swap(0, Ordering::SeqCst) {
+    /// The barrier the feed should inject now, if any; an error once
+    /// another owner took over the job's checkpoints.
+    pub(crate) fn take_request(&self) -> Result<Option<u64>> {
+        if let Some(why) = self.status.borrow().fenced.clone() {
+            return Err(Error::Failed(why));
+        }
+        Ok(match self.requested.swap(0, Ordering::SeqCst) {
             0 => None,
             id => Some(id),
-        }
+        })
     }
 
     /// Current status.
@@ -282,13 +432,13 @@ impl Coordinator {
         lock(&self.uploads).take();
     }
 
-    fn upload_loop(&self, rx: mpsc::Receiver<Ready>, store: &dyn SnapshotStore, retain: usize) {
+    fn upload_loop(&self, rx: mpsc::Receiver<Ready>, store: &dyn SnapshotStore, owner: &Owner) {
         let mut known = std::collections::HashMap::new();
         for ready in rx {
             let id = ready.id;
             let span = tracing::info_span!("checkpoint", checkpoint = id);
             let _enter = span.enter();
-            let result = upload(store, &ready, &mut known, retain, &self.metrics);
+            let result = upload(store, &ready, &mut known, owner, &self.metrics);
             for part in &ready.parts {
                 let _ = std::fs::remove_dir_all(&part.dir);
             }
@@ -305,6 +455,7 @@ impl Coordinator {
                                 .store(part.records as i64, Ordering::Relaxed);
                         }
                         s.completed = s.completed.max(id);
+                        s.count += 1;
                         s.last_duration = ready.started.elapsed();
                         s.last_uploaded_bytes = stats.uploaded_bytes;
                         s.last_total_bytes = stats.uploaded_bytes + stats.reused_bytes;
@@ -319,7 +470,12 @@ impl Coordinator {
                         self.metrics.checkpoint_failed(1);
                         s.failures += 1;
                         s.last_error = Some(e.to_string());
-                        tracing::warn!(error = %e, "checkpoint failed");
+                        if is_fenced(e) {
+                            tracing::error!(error = %e, "checkpoint refused: another owner took over");
+                            s.fenced = Some(e.to_string());
+                        } else {
+                            tracing::warn!(error = %e, "checkpoint failed");
+                        }
                     }
                 }
             });
@@ -328,15 +484,17 @@ impl Coordinator {
 }
 
 /// Copies a checkpoint's new files to `store`, writes its manifest last,
-/// then prunes to `retain` checkpoints.
+/// then prunes. Nothing is written once `owner` was superseded
+/// ([`Error::State`] with [`weir_state::Error::Fenced`]).
 pub(crate) fn upload(
     store: &dyn SnapshotStore,
     ready: &Ready,
     known: &mut std::collections::HashMap<(u32, String, u64), u32>,
-    retain: usize,
+    owner: &Owner,
     metrics: &Metrics,
 ) -> Result<UploadStats> {
     weir_actors::crash_point!("checkpoint-before-upload");
+    owner::check_owner(store, owner.epoch)?;
     let mut stats = UploadStats::default();
     let mut partitions = Vec::with_capacity(ready.parts.len());
     for part in &ready.parts {
@@ -357,12 +515,18 @@ pub(crate) fn upload(
     }
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
+        job_id: Some(owner.job_id.clone()),
+        epoch: owner.epoch,
         checkpoint_id: ready.id,
         created_at_ms: SystemClock.now_ms(),
         sinks: ready.sinks.clone(),
         partitions,
     };
     weir_actors::crash_point!("checkpoint-before-manifest");
+    // Tests pause a writer here while another takes over
+    // (`checkpoint-before-owner-check=pause`).
+    fail::fail_point!("checkpoint-before-owner-check");
+    owner::check_owner(store, owner.epoch)?;
     store.put_bytes(&manifest_key(ready.id), &manifest.encode())?;
     weir_actors::crash_point!("checkpoint-before-prune");
     // The checkpoint is complete; pruning is housekeeping and a failure
@@ -372,7 +536,12 @@ pub(crate) fn upload(
         metrics.partition(part.partition).checkpointed(size);
     }
     metrics.checkpoint_completed(ready.started);
-    if let Err(e) = snapshot::prune(store, retain) {
+    let keep = Retention {
+        retain: owner.retain,
+        grace: owner.grace,
+        epoch: owner.epoch,
+    };
+    if let Err(e) = snapshot::prune(store, keep) {
         tracing::warn!(error = %e, "pruning old checkpoints failed");
     }
     Ok(stats)
@@ -415,22 +584,31 @@ impl Recovery {
     }
 }
 
-/// Restores the newest usable checkpoint into the partitions' directories,
-/// or empties them when there is none.
+/// Takes the job's checkpoint area and restores its newest usable
+/// checkpoint into the partitions' directories, or empties them when there
+/// is none. Returns the area, its owner and what was restored.
 pub(crate) fn recover(
     settings: &CheckpointSettings,
+    job_id: &str,
     env: &StateEnv,
     partitions: u32,
     metrics: &Metrics,
-) -> Result<Recovery> {
+) -> Result<(Arc<dyn SnapshotStore>, Owner, Recovery)> {
+    let area: Arc<dyn SnapshotStore> = Arc::new(job_area(&settings.store, job_id));
+    let (owner, _) = Owner::take(area.as_ref(), job_id, settings)?;
     let all: Vec<u32> = (0..partitions).collect();
-    restore_newest(
-        settings.store.as_ref(),
+    let recovery = restore_newest(
+        area.as_ref(),
+        job_id,
         env,
         &all,
         settings.start_empty,
         metrics,
-    )
+    )?;
+    if recovery.manifest.is_none() {
+        look_around(settings.store.as_ref(), job_id, "", settings.start_empty)?;
+    }
+    Ok((area, owner, recovery))
 }
 
 /// Restores the newest usable checkpoint of `store`, which must hold
@@ -439,6 +617,7 @@ pub(crate) fn recover(
 /// `start_empty`.
 pub(crate) fn restore_newest(
     store: &dyn SnapshotStore,
+    job_id: &str,
     env: &StateEnv,
     partitions: &[u32],
     start_empty: bool,
@@ -447,12 +626,28 @@ pub(crate) fn restore_newest(
     let started = Instant::now();
     // The partitions were marked restoring when they were taken over.
     let progress: Vec<_> = partitions.iter().map(|&p| metrics.partition(p)).collect();
-    let ids = list_checkpoints(store)?;
+    let mut ids = list_checkpoints(store)?;
     let highest = ids.last().copied().unwrap_or(0);
+    // Tests check that the kill tests catch a job that never restores
+    // (`recovery-disabled=return`): it sees no checkpoint at all.
+    #[cfg(feature = "failpoints")]
+    if fail::eval("recovery-disabled", |_| ()).is_some() {
+        ids.clear();
+    }
+    // What a superseded owner wrote late is never a candidate.
+    let split = owner::eligibility(&ids, &owner::load_epochs(store)?);
+    for (id, why) in &split.excluded {
+        tracing::warn!(checkpoint = id, reason = %why, store = %store.describe(), "ignored a checkpoint of a superseded owner");
+    }
     // Restoring is the check (it verifies every checksum), so candidates
     // are tried one at a time, newest first.
-    let choice = choose_checkpoint(&ids, |id| -> Result<(Manifest, u64)> {
+    let choice = choose_checkpoint(&split.eligible, |id| -> Result<(Manifest, u64)> {
         let m = load_manifest(store, id)?;
+        if let Some(other) = m.job_id.as_deref().filter(|j| *j != job_id) {
+            return Err(Error::Config(format!(
+                "checkpoint {id} belongs to job {other}, not {job_id}"
+            )));
+        }
         let found: Vec<u32> = m.partitions.iter().map(|p| p.partition).collect();
         if found != partitions {
             return Err(Error::Config(format!(

@@ -326,7 +326,10 @@ where
         let (metrics, _admin) = telemetry::for_job(self.telemetry.as_ref()).await?;
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         let _lock = lock_state_dir(&settings)?;
-        check_layout(&settings, &n.to_string())?;
+        let job_id = job_id(&settings, || {
+            derived_job_id(&source.describe(), std::any::type_name::<P>())
+        })?;
+        check_layout(&settings, &n.to_string(), &job_id)?;
         let interval = settings.checkpoints.as_ref().and_then(|c| c.interval);
         let _job = metrics.job_started(&env, interval);
         let progress: Vec<Arc<PartitionMetrics>> = (0..n)
@@ -338,19 +341,22 @@ where
             .collect();
 
         // Recovery: restore the newest usable checkpoint, or start empty.
-        let recovery = match &settings.checkpoints {
-            Some(c) => recover(c, &env, n, &metrics)?,
+        let (recovery, area) = match &settings.checkpoints {
+            Some(c) => {
+                let (area, owner, recovery) = recover(c, &job_id, &env, n, &metrics)?;
+                (recovery, Some((area, owner)))
+            }
             None => {
                 for p in 0..n {
                     env.reset_partition(p)?;
                 }
-                Recovery::default()
+                (Recovery::default(), None)
             }
         };
         let local_dir = clear_local_checkpoints(&settings)?;
-        let (coordinator, uploader) = match &settings.checkpoints {
-            Some(c) => {
-                let (coordinator, handle) = Coordinator::start(n, recovery.highest, c, &metrics)?;
+        let (coordinator, uploader) = match area {
+            Some((area, owner)) => {
+                let (coordinator, handle) = Coordinator::start(n, owner, area, &metrics)?;
                 (Some(coordinator), Some(handle))
             }
             None => (None, None),
@@ -476,7 +482,7 @@ where
                     let busy = c.status().started;
                     c.wait(busy).await.ok();
                 };
-                c.take_request();
+                c.take_request()?;
                 inject(&actors, &outlet, id, end.position)?;
                 c.wait(id).await?;
             }
@@ -634,9 +640,71 @@ where
     V: Send + 'static,
     O: Send + 'static,
 {
-    match coordinator.and_then(Coordinator::take_request) {
+    match coordinator
+        .map(Coordinator::take_request)
+        .transpose()?
+        .flatten()
+    {
         Some(id) => inject(actors, outlet, id, position),
         None => Ok(()),
+    }
+}
+
+/// A field of the state directory's layout record, if recorded.
+fn layout_field(settings: &Settings, name: &str) -> Result<Option<String>> {
+    let path = settings.state_dir.join("weir-layout");
+    let found = match std::fs::read_to_string(&path) {
+        Ok(found) => found,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            });
+        }
+    };
+    Ok(found
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_string))
+}
+
+/// The job's id: the one configured, else the one recorded in the state
+/// directory, else `derive()`'s.
+pub(crate) fn job_id(settings: &Settings, derive: impl FnOnce() -> String) -> Result<String> {
+    let id = match settings.checkpoints.as_ref().and_then(|c| c.job_id.clone()) {
+        Some(id) => id,
+        None => match layout_field(settings, "job")? {
+            Some(id) => id,
+            None => derive(),
+        },
+    };
+    weir_state::owner::validate_job_id(&id)?;
+    Ok(id)
+}
+
+/// A file-mode job's id when none is given: the input's name and a hash of
+/// the input and the processor type, so another input or another processor
+/// is another job.
+pub(crate) fn derived_job_id(input: &str, processor: &str) -> String {
+    let stem: String = std::path::Path::new(input)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(48)
+        .collect();
+    let stem = stem.trim_start_matches(['.', '_', '-']);
+    let mut h = crc32fast::Hasher::new();
+    h.update(input.as_bytes());
+    h.update(&[0]);
+    h.update(processor.as_bytes());
+    let hash = h.finalize();
+    if stem.is_empty() {
+        format!("job-{hash:08x}")
+    } else {
+        format!("{stem}-{hash:08x}")
     }
 }
 
@@ -645,29 +713,15 @@ where
 /// The snapshot store is recorded too: resuming against another (or an
 /// unmounted, empty) store would look like a fresh start and truncate the
 /// outputs, so a different store is refused unless told to start empty.
-pub(crate) fn check_layout(settings: &Settings, partitions: &str) -> Result<()> {
+pub(crate) fn check_layout(settings: &Settings, partitions: &str, job: &str) -> Result<()> {
     let path = settings.state_dir.join("weir-layout");
     let store = settings
         .checkpoints
         .as_ref()
         .map_or_else(|| "none".to_string(), |c| c.store.describe());
-    let expected = format!("partitions={partitions}\nstore={store}\n");
-    let io = |what: &str, source| Error::Io {
-        what: format!("{what} {}", path.display()),
-        source,
-    };
-    let found = match std::fs::read_to_string(&path) {
-        Ok(found) => found,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io("reading", e)),
-    };
-    let field = |name: &str| {
-        found
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-            .map(str::to_string)
-    };
-    if let Some(p) = field("partitions")
+    let expected = format!("partitions={partitions}\nstore={store}\njob={job}\n");
+    let field = |name: &str| layout_field(settings, name);
+    if let Some(p) = field("partitions")?
         && p != partitions
     {
         return Err(Error::Config(format!(
@@ -677,7 +731,17 @@ pub(crate) fn check_layout(settings: &Settings, partitions: &str) -> Result<()> 
         )));
     }
     let start_empty = settings.checkpoints.as_ref().is_some_and(|c| c.start_empty);
-    if let Some(s) = field("store")
+    if let Some(j) = field("job")?
+        && j != job
+        && !start_empty
+    {
+        return Err(Error::Config(format!(
+            "state directory {} belongs to job {j}, not {job}: use that job id, a new state \
+             directory, or --start-empty to start over",
+            settings.state_dir.display()
+        )));
+    }
+    if let Some(s) = field("store")?
         && s != store
         && !start_empty
     {
@@ -687,8 +751,11 @@ pub(crate) fn check_layout(settings: &Settings, partitions: &str) -> Result<()> 
             settings.state_dir.display()
         )));
     }
-    if found != expected {
-        std::fs::write(&path, expected).map_err(|e| io("writing", e))?;
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(expected.as_str()) {
+        std::fs::write(&path, expected).map_err(|source| Error::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })?;
     }
     Ok(())
 }

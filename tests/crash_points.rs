@@ -27,7 +27,7 @@ mod with_failpoints {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    use super::common::{Fixture, example_bin, read_alerts, read_json_lines};
+    use super::common::{Fixture, example_bin, read_alerts, read_json_lines, summary_field};
 
     /// Every crash point of the protocol, in protocol order.
     const STEPS: [&str; 7] = [
@@ -43,6 +43,7 @@ mod with_failpoints {
     #[test]
     fn a_crash_at_any_checkpoint_step_then_restore_and_replay_loses_nothing() {
         let crashes = std::cell::Cell::new(0u32);
+        let resumed = std::cell::Cell::new(0u32);
         let mut runner = TestRunner::new(Config {
             cases: 14,
             ..Config::default()
@@ -51,7 +52,7 @@ mod with_failpoints {
         runner
             .run(&strategy, |(step, skip, seed)| {
                 let fx = Fixture::new(20_000, 150, seed, 400);
-                let args = fx.args(&["--checkpoint-interval-ms", "5"]);
+                let args = fx.args(&["--checkpoint-interval-ms", "5", "--job-id", "cef"]);
                 let crashed = Command::new(example_bin())
                     .args(&args)
                     .env("FAILPOINTS", format!("{}={skip}*off->return", STEPS[step]))
@@ -66,15 +67,31 @@ mod with_failpoints {
                     );
                     crashes.set(crashes.get() + 1);
                 }
+                // A checkpoint the crashed run completed must be restored.
+                let area = fx.dir.path().join("state/snapshots/jobs/cef");
+                let completed = weir_state::LocalDirStore::new(&area)
+                    .and_then(|s| weir_state::snapshot::list_checkpoints(&s))
+                    .expect("store")
+                    .len();
                 let recovered = Command::new(example_bin())
                     .args(args)
                     .output()
                     .expect("runs");
-                prop_assert!(
-                    recovered.status.success(),
-                    "recovery run failed: {}",
-                    String::from_utf8_lossy(&recovered.stderr)
-                );
+                let err = String::from_utf8_lossy(&recovered.stderr);
+                prop_assert!(recovered.status.success(), "recovery run failed: {}", err);
+                if completed > 0 {
+                    let summary = err
+                        .lines()
+                        .find(|l| l.contains("restored_checkpoint="))
+                        .unwrap_or_default();
+                    prop_assert!(
+                        summary_field(summary, "restored_checkpoint") > 0
+                            && summary_field(summary, "records") < fx.data.lines as u64,
+                        "a checkpoint was there but the recovery run started over: {}",
+                        summary
+                    );
+                    resumed.set(resumed.get() + 1);
+                }
                 let alerts = read_alerts(&fx.output);
                 let unique: BTreeSet<_> = alerts.iter().cloned().collect();
                 prop_assert_eq!(
@@ -95,6 +112,11 @@ mod with_failpoints {
             })
             .expect("property holds");
         let crashes = crashes.get();
+        assert!(
+            resumed.get() >= 3,
+            "only {} of 14 recovery runs had a checkpoint to resume from",
+            resumed.get()
+        );
         assert!(
             crashes >= 7,
             "only {crashes} of 14 runs reached their crash point"

@@ -85,10 +85,9 @@ fn assert_alerts_match(got: &[(String, i64, u32, u32, i64)], data: &DataSet, log
 }
 
 #[test]
+#[cfg_attr(weir_skip_servers, ignore = "WEIR_TEST_SKIP_SERVERS=1: needs tansu")]
 fn one_worker_matches_the_reference_and_dead_letters_poison_records() {
-    let Some(broker) = Broker::shared() else {
-        return;
-    };
+    let broker = Broker::shared();
     one_worker(broker, "one", "none");
 }
 
@@ -168,10 +167,9 @@ fn one_worker(broker: &dyn Kafka, name: &str, codec: &str) {
 }
 
 #[test]
+#[cfg_attr(weir_skip_servers, ignore = "WEIR_TEST_SKIP_SERVERS=1: needs tansu")]
 fn workers_join_and_leave_under_load_and_state_follows_partitions() {
-    let Some(broker) = Broker::shared() else {
-        return;
-    };
+    let broker = Broker::shared();
     join_and_leave(broker, "scale", "none");
 }
 
@@ -248,11 +246,10 @@ fn join_and_leave(broker: &dyn Kafka, name: &str, codec: &str) {
 }
 
 #[test]
+#[cfg_attr(weir_skip_servers, ignore = "WEIR_TEST_SKIP_SERVERS=1: needs tansu")]
 fn workers_reconnect_after_a_broker_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(broker) = Broker::durable(dir.path()) else {
-        return;
-    };
+    let broker = Broker::durable(dir.path());
     // sqlite storage is slower: a smaller data set.
     reconnect_after_restart(&broker, "restart", "none", 30_000, || {
         broker.restart(Duration::from_secs(3))
@@ -298,10 +295,9 @@ fn reconnect_after_restart(
 }
 
 #[test]
+#[cfg_attr(weir_skip_servers, ignore = "WEIR_TEST_SKIP_SERVERS=1: needs tansu")]
 fn bad_kafka_settings_are_clear_errors() {
-    let Some(broker) = Broker::shared() else {
-        return;
-    };
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().expect("tempdir");
     let g = group(broker, dir.path(), "bad");
     let run = |g: &Group<'_>, name: &str, extra: &[&str]| {

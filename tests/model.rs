@@ -457,6 +457,8 @@ fn run_job(
             interval: None,
             retain: 1_000,
             start_empty: false,
+            job_id: Some("model".into()),
+            prune_grace: weir_state::owner::DEFAULT_PRUNE_GRACE,
         }),
         ..Settings::default()
     };
@@ -530,7 +532,8 @@ fn run_case(case: &Case, runtime: &tokio::runtime::Runtime) -> Outcome {
         Restart::None => false,
         Restart::Stop(_) => first.stopped,
         Restart::Crash(keep) => {
-            let store = dir.path().join("store");
+            // The job's own folder in the store.
+            let store = dir.path().join("store").join("jobs").join("model");
             let ids = weir_state::snapshot::list_checkpoints(
                 open_store(store.to_str().expect("utf-8"))
                     .expect("store")

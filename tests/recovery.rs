@@ -6,23 +6,26 @@ mod common;
 
 use std::process::Command;
 
-use common::{Fixture, example_bin, run_with_kills};
+use common::{Fixture, assert_resumed, example_bin, run_with_kills, summary_field};
 
 #[test]
 fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
     let fx = Fixture::new(1_000_000, 2_000, 11, 997);
     let args = fx.args(&["--checkpoint-interval-ms", "200"]);
-    let kills = run_with_kills(&args, &[], 20, 3, &fx.dir.path().join("run.log"));
+    let log = fx.dir.path().join("run.log");
+    let store = fx.dir.path().join("state").join("snapshots");
+    let kills = run_with_kills(&args, &[], 20, 3, &log, store.to_str());
     assert!(
         kills >= 20,
         "only {kills} kills landed before the run finished"
     );
+    assert_resumed(&log, fx.data.lines);
     fx.assert_exactly_once();
 
     // Run again after completion: nothing left to do, nothing rewritten.
     let before = std::fs::read(&fx.output).expect("output");
     assert_eq!(
-        run_with_kills(&args, &[], 0, 0, &fx.dir.path().join("again.log")),
+        run_with_kills(&args, &[], 0, 0, &fx.dir.path().join("again.log"), None),
         0
     );
     assert_eq!(std::fs::read(&fx.output).expect("output"), before);
@@ -38,10 +41,14 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         store.to_str().expect("utf-8"),
         "--checkpoint-interval-ms",
         "0",
+        "--job-id",
+        "cef",
     ]);
-    run_with_kills(&args, &[], 0, 0, &dir.join("first.log"));
+    // The job's folder in the store.
+    let area = store.join("jobs").join("cef");
+    run_with_kills(&args, &[], 0, 0, &dir.join("first.log"), None);
     // Two complete checkpoints now: the end-of-input one of this run ...
-    run_with_kills(&args, &[], 0, 0, &dir.join("second.log"));
+    run_with_kills(&args, &[], 0, 0, &dir.join("second.log"), None);
     // ... and the one of the second run. The CLI shows both.
     let weir = env!("CARGO_BIN_EXE_weir");
     let list = Command::new(weir)
@@ -55,18 +62,29 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         .expect("runs");
     assert!(list.status.success());
     let list = String::from_utf8_lossy(&list.stdout).to_string();
-    let ids: Vec<u64> = list
+    let rows: Vec<&str> = list
         .lines()
-        .skip(1)
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| id.parse::<u64>().is_ok())
+        })
+        .collect();
+    let ids: Vec<u64> = rows
+        .iter()
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect();
     assert_eq!(ids.len(), 2, "{list}");
+    assert!(
+        list.starts_with("job cef  area jobs/cef  epoch 2"),
+        "{list}"
+    );
+    assert!(rows.iter().all(|r| r.ends_with("present")), "{list}");
+    // Each run took the next owner epoch; ids carry it.
+    assert_eq!(ids, [1_000_000_001, 2_000_000_001], "{list}");
     let end = std::fs::metadata(&fx.input).expect("input").len();
     assert!(
-        list.lines()
-            .nth(1)
-            .expect("a row")
-            .contains(&end.to_string()),
+        rows[0].contains(&end.to_string()),
         "position is the end of input: {list}"
     );
     let inspect = Command::new(weir)
@@ -99,21 +117,35 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("checkpoint 999"));
 
     // Damage the newest one's files.
-    let newest = std::fs::read_dir(store.join("checkpoints"))
+    let newest = std::fs::read_dir(area.join("checkpoints"))
         .expect("checkpoints")
         .map(|e| e.expect("entry").path())
         .max()
         .expect("a checkpoint");
     let current = newest.join("p0").join("CURRENT");
     std::fs::write(&current, b"garbage").expect("corrupt");
+    let list = Command::new(weir)
+        .args([
+            "checkpoints",
+            "list",
+            "--store",
+            store.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("runs");
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        list.contains("DAMAGED"),
+        "the CLI sees the wrong size: {list}"
+    );
     let log = dir.join("third.log");
-    run_with_kills(&args, &[], 0, 0, &log);
+    run_with_kills(&args, &[], 0, 0, &log, None);
     let log = std::fs::read_to_string(&log).expect("log");
     assert!(log.contains("skipped a broken checkpoint"), "{log}");
     fx.assert_exactly_once();
 
     // With every checkpoint broken, the job refuses to start empty silently.
-    for entry in std::fs::read_dir(store.join("checkpoints")).expect("checkpoints") {
+    for entry in std::fs::read_dir(area.join("checkpoints")).expect("checkpoints") {
         std::fs::write(
             entry.expect("entry").path().join("p0").join("CURRENT"),
             b"garbage",
@@ -184,7 +216,15 @@ fn sigterm_takes_a_final_checkpoint_exits_zero_and_the_next_run_resumes() {
         .expect("runs");
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{err}");
-    assert!(err.contains("restored_checkpoint=1"), "{err}");
+    let summary = err
+        .lines()
+        .find(|l| l.contains("restored_checkpoint="))
+        .expect("summary");
+    assert!(summary_field(summary, "restored_checkpoint") > 0, "{err}");
+    assert!(
+        summary_field(summary, "records") < fx.data.lines as u64,
+        "{err}"
+    );
     assert!(err.contains("stopped=false"), "{err}");
     fx.assert_exactly_once();
 }

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Fixture, run_with_kills};
+use common::{Fixture, assert_resumed, run_with_kills};
 
 /// A moto S3 server on a free loopback port, stopped on drop.
 struct Moto {
@@ -24,17 +24,18 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    /// Starts moto, or returns `None` (loudly) when it is not installed
-    /// outside CI. Under CI its absence is a failure.
-    fn start() -> Option<Self> {
+    /// Starts moto; a missing one fails the test.
+    fn start() -> Self {
         let installed = Command::new("python3")
             .args(["-c", "import moto.server"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !common::server::required(installed, "moto", "pip install 'moto[server]'") {
-            return None;
-        }
+        common::server::required(
+            installed.then_some(()),
+            "moto",
+            "pip install 'moto[server]'",
+        );
         let port = common::server::free_port();
         let child = Command::new("python3")
             .args([
@@ -51,7 +52,7 @@ impl Moto {
             .expect("moto starts");
         let moto = Moto { child, port };
         common::server::wait_listening(port, "moto", Duration::from_secs(60));
-        Some(moto)
+        moto
     }
 
     fn create_bucket(&self, bucket: &str) {
@@ -85,8 +86,9 @@ impl Moto {
 }
 
 #[test]
+#[cfg_attr(weir_skip_servers, ignore = "WEIR_TEST_SKIP_SERVERS=1: needs moto")]
 fn sigkill_twenty_times_with_checkpoints_in_s3() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.create_bucket("weir-test");
     let fx = Fixture::new(1_000_000, 2_000, 23, 997);
     let args = fx.args(&[
@@ -96,11 +98,13 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
         "200",
     ]);
     let env = moto.env();
-    let kills = run_with_kills(&args, &env, 20, 17, &fx.dir.path().join("run.log"));
+    let log = fx.dir.path().join("run.log");
+    let kills = run_with_kills(&args, &env, 20, 17, &log, Some("s3://weir-test/jobs/cef"));
     assert!(
         kills >= 20,
         "only {kills} kills landed before the run finished"
     );
+    assert_resumed(&log, fx.data.lines);
 
     fx.assert_exactly_once();
 
@@ -111,5 +115,15 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
         .output()
         .expect("runs");
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.lines().count() >= 2, "{list}");
+    let rows: Vec<&str> = list
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| id.parse::<u64>().is_ok())
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{list}");
+    assert!(rows.iter().all(|r| r.ends_with("present")), "{list}");
+    assert!(list.starts_with("job "), "{list}");
 }

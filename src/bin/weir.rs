@@ -28,17 +28,26 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CheckpointsCommand {
-    /// One line per complete checkpoint: id, partitions, positions,
-    /// watermark, size, age.
+    /// For each checkpoint area (a job, or one partition of a Kafka job):
+    /// the job id, the owner epoch, then one line per checkpoint: id,
+    /// epoch, partitions, positions, watermark, size, age, and whether its
+    /// files are present with the right sizes.
     List {
-        /// The store: a directory or file:// URL.
+        /// The store: a directory, file:// or s3:// URL.
         #[arg(long)]
         store: String,
+        /// Only this job's checkpoints.
+        #[arg(long)]
+        job: Option<String>,
     },
     /// Everything a checkpoint's manifest records, as JSON.
     Inspect {
         #[arg(long)]
         store: String,
+        /// The area holding it (as `list` prints it); needed when the id is
+        /// in several.
+        #[arg(long)]
+        area: Option<String>,
         /// The checkpoint id.
         id: u64,
     },
@@ -55,56 +64,159 @@ fn age(created_at_ms: i64) -> String {
     }
 }
 
+/// The checkpoint areas of a store (folders holding `checkpoints/` or
+/// `owner/`), under `within`.
+fn areas(store: &dyn weir_state::SnapshotStore, within: &str) -> anyhow::Result<Vec<String>> {
+    let mut found = std::collections::BTreeSet::new();
+    for key in store.list(within)? {
+        for marker in ["checkpoints/", "owner/"] {
+            let area = if key.starts_with(marker) {
+                Some(String::new())
+            } else {
+                key.find(&format!("/{marker}"))
+                    .map(|i| key[..i].to_string())
+            };
+            if let Some(area) = area {
+                found.insert(area);
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// The job an area belongs to, from its path.
+fn job_of(area: &str) -> String {
+    match area.strip_prefix("jobs/") {
+        Some(rest) => rest.split('/').next().unwrap_or(rest).to_string(),
+        None => "(none: written before job ids)".to_string(),
+    }
+}
+
+fn list_area(
+    out: &mut impl Write,
+    root: &std::sync::Arc<dyn weir_state::SnapshotStore>,
+    area: &str,
+) -> anyhow::Result<()> {
+    use weir_state::owner::{eligibility, epoch_of, load_epochs};
+    use weir_state::snapshot::{list_checkpoints, load_manifest, verify_present};
+    let store = weir_state::Prefixed::new(std::sync::Arc::clone(root), area);
+    let epochs = load_epochs(&store)?;
+    let owner = match epochs.last() {
+        Some(e) => format!(
+            "epoch {} (taken by {}, {} ago)",
+            e.epoch,
+            e.owner,
+            age(e.taken_at_ms)
+        ),
+        None => "no owner epoch".to_string(),
+    };
+    let shown = if area.is_empty() { "/" } else { area };
+    writeln!(out, "job {}  area {shown}  {owner}", job_of(area))?;
+    writeln!(
+        out,
+        "{:>20}  {:>6}  {:>10}  {:>25}  {:>15}  {:>12}  {:>6}  files",
+        "id", "epoch", "partitions", "positions", "watermark", "bytes", "age"
+    )?;
+    let ids = list_checkpoints(&store)?;
+    let split = eligibility(&ids, &epochs);
+    for id in ids {
+        let m = match load_manifest(&store, id) {
+            Ok(m) => m,
+            Err(e) => {
+                writeln!(out, "{id:>20}  unreadable: {e}")?;
+                continue;
+            }
+        };
+        let positions: Vec<u64> = m.partitions.iter().map(|p| p.position).collect();
+        let (lo, hi) = (
+            positions.iter().min().copied().unwrap_or(0),
+            positions.iter().max().copied().unwrap_or(0),
+        );
+        let wm = m
+            .partitions
+            .iter()
+            .map(|p| p.watermark)
+            .min()
+            .unwrap_or(i64::MIN);
+        let range = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}..{hi}")
+        };
+        let mut files = match verify_present(&store, &m) {
+            Ok(()) => "present".to_string(),
+            Err(e) => format!("DAMAGED: {e}"),
+        };
+        if let Some((_, why)) = split.excluded.iter().find(|(x, _)| *x == id) {
+            files.push_str(&format!(" (not restorable: {why})"));
+        }
+        if let Some(other) = m.job_id.as_deref().filter(|j| *j != job_of(area)) {
+            files.push_str(&format!(" (manifest names job {other})"));
+        }
+        writeln!(
+            out,
+            "{:>20}  {:>6}  {:>10}  {:>25}  {:>15}  {:>12}  {:>6}  {files}",
+            id,
+            epoch_of(id),
+            m.partitions.len(),
+            range,
+            wm,
+            m.total_bytes(),
+            age(m.created_at_ms)
+        )?;
+    }
+    Ok(())
+}
+
 fn checkpoints(command: CheckpointsCommand) -> anyhow::Result<()> {
     use weir_state::snapshot::{list_checkpoints, load_manifest};
     match command {
-        CheckpointsCommand::List { store } => {
-            let store = weir::open_store(&store)?;
+        CheckpointsCommand::List { store, job } => {
+            let root = weir::open_store(&store)?;
+            let within = match &job {
+                Some(j) => format!("{}/", weir_state::owner::job_prefix(j)),
+                None => String::new(),
+            };
+            let found = areas(root.as_ref(), &within)?;
+            if found.is_empty() {
+                anyhow::bail!(
+                    "{} holds no checkpoints{}",
+                    root.describe(),
+                    job.map(|j| format!(" of job {j}")).unwrap_or_default()
+                );
+            }
             let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:>8}  {:>10}  {:>25}  {:>15}  {:>12}  {:>6}",
-                "id", "partitions", "positions", "watermark", "bytes", "age"
-            )?;
-            for id in list_checkpoints(store.as_ref())? {
-                match load_manifest(store.as_ref(), id) {
-                    Ok(m) => {
-                        let positions: Vec<u64> = m.partitions.iter().map(|p| p.position).collect();
-                        let (lo, hi) = (
-                            positions.iter().min().copied().unwrap_or(0),
-                            positions.iter().max().copied().unwrap_or(0),
-                        );
-                        let wm = m
-                            .partitions
-                            .iter()
-                            .map(|p| p.watermark)
-                            .min()
-                            .unwrap_or(i64::MIN);
-                        let range = if lo == hi {
-                            lo.to_string()
-                        } else {
-                            format!("{lo}..{hi}")
-                        };
-                        writeln!(
-                            out,
-                            "{:>8}  {:>10}  {:>25}  {:>15}  {:>12}  {:>6}",
-                            id,
-                            m.partitions.len(),
-                            range,
-                            wm,
-                            m.total_bytes(),
-                            age(m.created_at_ms)
-                        )?;
-                    }
-                    Err(e) => writeln!(out, "{id:>8}  unreadable: {e}")?,
+            for (i, area) in found.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
                 }
+                list_area(&mut out, &root, area)?;
             }
         }
-        CheckpointsCommand::Inspect { store, id } => {
-            let store = weir::open_store(&store)?;
-            let m =
-                load_manifest(store.as_ref(), id).with_context(|| format!("checkpoint {id}"))?;
+        CheckpointsCommand::Inspect { store, area, id } => {
+            let root = weir::open_store(&store)?;
+            let candidates = match area {
+                Some(a) => vec![a],
+                None => areas(root.as_ref(), "")?
+                    .into_iter()
+                    .filter(|a| {
+                        let s = weir_state::Prefixed::new(std::sync::Arc::clone(&root), a);
+                        list_checkpoints(&s).is_ok_and(|ids| ids.contains(&id))
+                    })
+                    .collect(),
+            };
+            let area = match candidates.as_slice() {
+                [one] => one.clone(),
+                [] => anyhow::bail!("no checkpoint {id} in {}", root.describe()),
+                many => anyhow::bail!(
+                    "checkpoint {id} is in several areas, give --area: {}",
+                    many.join(", ")
+                ),
+            };
+            let s = weir_state::Prefixed::new(std::sync::Arc::clone(&root), &area);
+            let m = load_manifest(&s, id).with_context(|| format!("checkpoint {id} in {area}"))?;
             let mut v = serde_json::to_value(&m)?;
+            v["area"] = area.into();
             v["total_bytes"] = m.total_bytes().into();
             v["age"] = age(m.created_at_ms).into();
             serde_json::to_writer_pretty(std::io::stdout().lock(), &v)?;

@@ -67,10 +67,10 @@ use weir_state::{Prefixed, SnapshotStore, StateEnv};
 use super::Properties;
 use super::sink::{DeadLetterRecord, KafkaSink, reserve};
 use super::watch::{Change, OnOffsetReset, Seen, Skip, Watch};
-use crate::checkpoint::{Ready, restore_newest, upload};
+use crate::checkpoint::{Owner, Ready, is_fenced, look_around, restore_newest, upload};
 use crate::job::{
-    CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, lock_state_dir,
-    spawn_partition, watch_shutdown,
+    CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, job_id,
+    lock_state_dir, spawn_partition, watch_shutdown,
 };
 use crate::outlet::Failure;
 use crate::telemetry::{self, Advance, BatchDone, Metrics, PartitionMetrics, Rebalance, Telemetry};
@@ -339,13 +339,19 @@ struct Done {
     result: std::result::Result<(), String>,
     /// The producer lost records: the job must stop and replay.
     fatal: bool,
+    /// Another worker took over the partition's checkpoints.
+    fenced: bool,
 }
+
+/// A partition's checkpoint for the upload thread: its assignment, the
+/// owner epoch it is written in, the local files.
+type Upload = (u64, Arc<Owner>, PartitionCheckpoint);
 
 /// Outputs and dead letters to Kafka; checkpoints to the upload thread.
 struct KafkaOutlet {
     sink: Arc<KafkaSink>,
     input_topic: String,
-    uploads: Mutex<Option<mpsc::Sender<(u64, PartitionCheckpoint)>>>,
+    uploads: Mutex<Option<mpsc::Sender<Upload>>>,
     failure: Failure,
 }
 
@@ -383,6 +389,8 @@ impl KafkaOutlet {
 struct Assigned {
     shared: Arc<KafkaOutlet>,
     generation: u64,
+    /// The owner epoch this assignment writes checkpoints in.
+    owner: Arc<Owner>,
 }
 
 impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> for Assigned {
@@ -410,7 +418,7 @@ impl<K: RecordKey + Send + 'static, T: Serialize + Send + 'static> Outlet<K, T> 
 
     fn checkpointed(&self, checkpoint: PartitionCheckpoint) {
         if let Some(tx) = lock(&self.shared.uploads).as_ref() {
-            let _ = tx.send((self.generation, checkpoint));
+            let _ = tx.send((self.generation, Arc::clone(&self.owner), checkpoint));
         }
     }
 
@@ -487,9 +495,25 @@ fn log_start<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partit
     }
 }
 
-/// The snapshot store of one partition of `topic`.
-fn partition_store(root: &Arc<dyn SnapshotStore>, topic: &str, partition: i32) -> Prefixed {
-    Prefixed::new(Arc::clone(root), &format!("{topic}/p{partition}"))
+/// Where one partition of `topic` keeps its checkpoints, below its job's
+/// folder (and, before job ids, at the store's root).
+fn partition_area(topic: &str, partition: i32) -> String {
+    format!("{topic}/p{partition}")
+}
+
+/// The snapshot store of one partition of `topic` in job `job`.
+fn partition_store(
+    root: &Arc<dyn SnapshotStore>,
+    job: &str,
+    topic: &str,
+    partition: i32,
+) -> Prefixed {
+    let prefix = format!(
+        "{}/{}",
+        weir_state::owner::job_prefix(job),
+        partition_area(topic, partition)
+    );
+    Prefixed::new(Arc::clone(root), &prefix)
 }
 
 /// Which assignment of each partition is current (partition ->
@@ -504,22 +528,16 @@ struct Uploader {
     live: Live,
     root: Arc<dyn SnapshotStore>,
     topic: String,
-    retain: usize,
     delivery_timeout: Duration,
     metrics: Metrics,
 }
 
-fn upload_loop(
-    u: Uploader,
-    rx: mpsc::Receiver<(u64, PartitionCheckpoint)>,
-    done: mpsc::Sender<Done>,
-) {
+fn upload_loop(u: Uploader, rx: mpsc::Receiver<Upload>, done: mpsc::Sender<Done>) {
     let Uploader {
         outlet,
         live,
         root,
         topic,
-        retain,
         delivery_timeout,
         metrics,
     } = u;
@@ -527,7 +545,7 @@ fn upload_loop(
     // partition restored anew may reuse file names for other content.
     let mut known = std::collections::HashMap::new();
     let mut known_generation: BTreeMap<i32, u64> = BTreeMap::new();
-    for (generation, cp) in rx {
+    for (generation, owner, cp) in rx {
         let partition = cp.partition as i32;
         let (id, position) = (cp.id, cp.position as i64);
         let span = tracing::info_span!("checkpoint", partition, checkpoint = id);
@@ -538,6 +556,7 @@ fn upload_loop(
             known.retain(|(p, _, _), _| *p != cp.partition);
         }
         let current = || lock(&live).get(&partition) == Some(&generation);
+        let mut fenced = false;
         let (result, fatal) = if let Some(why) = outlet.failure() {
             (Err(format!("outputs may have been lost: {why}")), true)
         } else if !current() {
@@ -553,8 +572,9 @@ fn upload_loop(
                 sinks: BTreeMap::new(),
                 started,
             };
-            let store = partition_store(&root, &topic, partition);
-            let r = upload(&store, &ready, &mut known, retain.max(1), &metrics);
+            let store = partition_store(&root, &owner.job_id, &topic, partition);
+            let r = upload(&store, &ready, &mut known, &owner, &metrics);
+            fenced = r.as_ref().is_err_and(is_fenced);
             (r.map(|_| ()).map_err(|e| e.to_string()), false)
         };
         // A checkpoint of a partition released meanwhile is moot, not failed.
@@ -569,6 +589,7 @@ fn upload_loop(
             position,
             result,
             fatal,
+            fenced,
         });
     }
 }
@@ -613,7 +634,7 @@ struct Worker<P: Processor> {
     decoder: Arc<dyn Decode<P::Key, P::In>>,
     outlet: Arc<KafkaOutlet>,
     store: Arc<dyn SnapshotStore>,
-    start_empty: bool,
+    job_id: String,
     local_dir: PathBuf,
     runtime: tokio::runtime::Handle,
     owned: BTreeMap<i32, Owned<P::Key, P::In>>,
@@ -628,6 +649,8 @@ struct Worker<P: Processor> {
     fatal: Option<String>,
     /// The consumer's last error and when it came, for stall messages.
     last_error: Option<(Instant, String)>,
+    /// Partitions whose checkpoints another worker took over, to release.
+    fenced: Vec<i32>,
     report: KafkaReport,
 }
 
@@ -914,7 +937,14 @@ where
             }
             Err(e) => {
                 self.report.checkpoint_failures += 1;
-                tracing::warn!(partition = d.partition, checkpoint = d.id, error = %e, "checkpoint failed");
+                if d.fenced {
+                    tracing::error!(partition = d.partition, checkpoint = d.id, error = %e, "checkpoint refused: another worker owns the partition's checkpoints now; releasing it");
+                    if current {
+                        self.fenced.push(d.partition);
+                    }
+                } else {
+                    tracing::warn!(partition = d.partition, checkpoint = d.id, error = %e, "checkpoint failed");
+                }
                 if d.fatal {
                     self.fatal.get_or_insert(format!(
                         "partition {} checkpoint {}: {e}",
@@ -1013,6 +1043,23 @@ where
         }
     }
 
+    /// Releases the partitions another worker took over (their checkpoints
+    /// were refused): no final checkpoint, no commit, and no more fetching
+    /// until the group assigns them again.
+    fn release_fenced(&mut self, consumer: &BaseConsumer<GroupContext<P>>) {
+        if self.fenced.is_empty() {
+            return;
+        }
+        let fenced = std::mem::take(&mut self.fenced);
+        for &p in &fenced {
+            self.to_commit.remove(&p);
+        }
+        self.revoke(consumer, &fenced, true);
+        if let Err(e) = consumer.pause(&self.tpl(fenced.iter().copied())) {
+            tracing::warn!(error = %e, partitions = ?fenced, "pausing released partitions failed");
+        }
+    }
+
     /// Releases every owned partition: with final checkpoints, unless
     /// `lost` (then, as after a failure, without).
     fn release_all(&mut self, consumer: &BaseConsumer<GroupContext<P>>, lost: bool) {
@@ -1032,18 +1079,39 @@ where
                 (p, self.metrics.set_owned(p as u32, Some(dir)))
             })
             .collect();
-        let restored: Vec<(i32, Result<crate::checkpoint::Recovery>)> = std::thread::scope(|s| {
+        type Restored = Result<(crate::checkpoint::Recovery, Owner)>;
+        let restored: Vec<(i32, Restored)> = std::thread::scope(|s| {
             let handles: Vec<_> = partitions
                 .iter()
                 .map(|&p| {
-                    let store = partition_store(&self.store, &self.kafka.input_topic, p);
+                    let root = &self.store;
+                    let job = self.job_id.as_str();
+                    let topic = self.kafka.input_topic.as_str();
                     let env = &self.env;
-                    let start_empty = self.start_empty;
+                    let checkpoints = self.settings.checkpoints.as_ref();
                     let metrics = &self.metrics;
                     (
                         p,
-                        s.spawn(move || {
-                            restore_newest(&store, env, &[p as u32], start_empty, metrics)
+                        s.spawn(move || -> Restored {
+                            let checkpoints = checkpoints.ok_or_else(|| {
+                                Error::Config("Kafka mode needs checkpoints".into())
+                            })?;
+                            let store = partition_store(root, job, topic, p);
+                            let (owner, _) = Owner::take(&store, job, checkpoints)?;
+                            let start_empty = checkpoints.start_empty;
+                            let recovery = restore_newest(
+                                &store,
+                                job,
+                                env,
+                                &[p as u32],
+                                start_empty,
+                                metrics,
+                            )?;
+                            if recovery.manifest.is_none() {
+                                let legacy = partition_area(topic, p);
+                                look_around(root.as_ref(), job, &legacy, start_empty)?;
+                            }
+                            Ok((recovery, owner))
                         }),
                     )
                 })
@@ -1060,7 +1128,7 @@ where
         });
         let mut offsets = BTreeMap::new();
         for (p, r) in restored {
-            let recovery = match r {
+            let (recovery, owner) = match r {
                 Ok(r) => r,
                 Err(e) => {
                     self.fatal
@@ -1075,9 +1143,11 @@ where
                 .map(|s| s.position as i64);
             self.generations += 1;
             let generation = self.generations;
+            let next_checkpoint = owner.first_id();
             let outlet = Arc::new(Assigned {
                 shared: Arc::clone(&self.outlet),
                 generation,
+                owner: Arc::new(owner),
             });
             // Each assignment makes its local checkpoints in a folder of
             // its own.
@@ -1141,7 +1211,7 @@ where
                     records: Vec::new(),
                     data: Vec::new(),
                     paused: false,
-                    next_checkpoint: recovery.highest + 1,
+                    next_checkpoint,
                     in_flight: None,
                     watch: Watch::new(Instant::now()),
                 },
@@ -1539,7 +1609,9 @@ where
             settings.validate()?;
             let env = StateEnv::new(&settings.state_dir, settings.memory)?;
             let _lock = lock_state_dir(&settings)?;
-            check_layout(&settings, &format!("kafka:{}", kafka.input_topic))?;
+            // A job is its group unless told otherwise.
+            let job_id = job_id(&settings, || kafka.group.clone())?;
+            check_layout(&settings, &format!("kafka:{}", kafka.input_topic), &job_id)?;
             let local_dir = clear_local_checkpoints(&settings)?;
             let _job = metrics.job_started(&env, interval);
 
@@ -1558,7 +1630,6 @@ where
                     live: Arc::clone(&live),
                     root: Arc::clone(&checkpoints.store),
                     topic: kafka.input_topic.clone(),
-                    retain: checkpoints.retain,
                     delivery_timeout: kafka.delivery_timeout,
                     metrics: metrics.clone(),
                 };
@@ -1579,7 +1650,7 @@ where
                 decoder,
                 outlet: Arc::clone(&outlet),
                 store: Arc::clone(&checkpoints.store),
-                start_empty: checkpoints.start_empty,
+                job_id: job_id.clone(),
                 local_dir,
                 runtime,
                 owned: BTreeMap::new(),
@@ -1592,6 +1663,7 @@ where
                 joined: started,
                 fatal: None,
                 last_error: None,
+                fenced: Vec::new(),
                 report: KafkaReport::default(),
             });
             consumer
@@ -1659,6 +1731,7 @@ where
             while let Ok(d) = w.done.try_recv() {
                 w.on_done(d);
             }
+            w.release_fenced(consumer);
             if let Some(f) = w.fatal.clone().or_else(|| w.outlet.failure()) {
                 return Err(Error::Failed(f));
             }

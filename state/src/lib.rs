@@ -17,6 +17,7 @@ pub mod codec;
 pub mod env;
 pub mod layout;
 pub mod object;
+pub mod owner;
 pub mod snapshot;
 pub mod store;
 pub mod value;
@@ -54,6 +55,13 @@ pub enum Error {
     /// missing or corrupt.
     #[error("checkpoint: {0}")]
     Manifest(String),
+    /// Another owner took over this checkpoint area: this writer must stop
+    /// writing there.
+    #[error(
+        "{area}: owner epoch {epoch} was superseded by epoch {by} (another worker took over); \
+         not writing there any more"
+    )]
+    Fenced { area: String, epoch: u64, by: u64 },
     /// Filesystem trouble around the state directory.
     #[error("state directory {path}: {source}")]
     Io {

@@ -21,8 +21,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Version of the manifest format.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version of the manifest format written. Version 1 (no job id, no
+/// epoch) is still read.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+
+/// Largest file a manifest may name (a RocksDB SST is far smaller).
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
+/// Most files one partition's snapshot may name.
+pub const MAX_FILES: usize = 100_000;
 
 /// Where checkpoints are kept.
 pub trait SnapshotStore: Send + Sync + 'static {
@@ -42,6 +48,27 @@ pub trait SnapshotStore: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes `key` (no error when absent).
     fn delete(&self, key: &str) -> Result<()>;
+    /// Stores `data` under `key` only if no object is there yet: `true`
+    /// when this call wrote it, `false` when the key already existed. Of
+    /// two concurrent callers at most one gets `true` (object storage:
+    /// create-if-absent; a directory: hard link, which fails on an
+    /// existing name). Owner epochs are taken with it.
+    fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let _ = (key, data);
+        Err(Error::Manifest(format!(
+            "{}: this store cannot write conditionally",
+            self.describe()
+        )))
+    }
+    /// Every key starting with `prefix`, with when it was last written.
+    /// Pruning leaves objects younger than its grace period alone.
+    fn list_modified(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let _ = prefix;
+        Err(Error::Manifest(format!(
+            "{}: this store cannot tell when objects were written",
+            self.describe()
+        )))
+    }
 }
 
 /// A store seen through a key prefix: every key is read and written under
@@ -97,6 +124,17 @@ impl SnapshotStore for Prefixed {
     fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(&self.key(key))
     }
+    fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        self.inner.put_if_absent(&self.key(key), data)
+    }
+    fn list_modified(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        Ok(self
+            .inner
+            .list_modified(&self.key(prefix))?
+            .into_iter()
+            .filter_map(|(k, t)| k.strip_prefix(&self.prefix).map(|k| (k.to_string(), t)))
+            .collect())
+    }
 }
 
 /// A file of a partition's checkpoint.
@@ -125,6 +163,12 @@ pub struct PartitionSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
+    /// The job that wrote it (absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The owner epoch it was written in (0 in format 1).
+    #[serde(default)]
+    pub epoch: u64,
     pub checkpoint_id: u64,
     /// When it completed, ms since the epoch.
     pub created_at_ms: i64,
@@ -151,19 +195,89 @@ impl Manifest {
         }
         let v: Version = serde_json::from_slice(bytes)
             .map_err(|e| Error::Manifest(format!("not a manifest: {e}")))?;
-        if v.format_version != MANIFEST_FORMAT_VERSION {
+        if !(1..=MANIFEST_FORMAT_VERSION).contains(&v.format_version) {
             return Err(Error::Manifest(format!(
                 "manifest format version {} (this build reads {MANIFEST_FORMAT_VERSION})",
                 v.format_version
             )));
         }
-        serde_json::from_slice(bytes).map_err(|e| Error::Manifest(format!("bad manifest: {e}")))
+        let m: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Manifest(format!("bad manifest: {e}")))?;
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Checks every name and size before anything is written from it: a
+    /// file name is one plain path segment, a key lies in this area's
+    /// layout for its partition, sizes are within limits. A manifest that
+    /// fails is a damaged checkpoint.
+    pub fn check(&self) -> Result<()> {
+        for part in &self.partitions {
+            if part.files.len() > MAX_FILES {
+                return Err(Error::Manifest(format!(
+                    "partition {} names {} files (at most {MAX_FILES})",
+                    part.partition,
+                    part.files.len()
+                )));
+            }
+            let own = format!(
+                "{}p{}/",
+                checkpoint_prefix(self.checkpoint_id),
+                part.partition
+            );
+            let shared = format!("shared/p{}/", part.partition);
+            for f in &part.files {
+                let bad = |why: &str| {
+                    Err(Error::Manifest(format!(
+                        "partition {} names file {:?} at {:?}: {why}",
+                        part.partition, f.name, f.key
+                    )))
+                };
+                if !is_plain_name(&f.name) {
+                    return bad("not a plain file name");
+                }
+                let Some(rest) = f
+                    .key
+                    .strip_prefix(&own)
+                    .or_else(|| f.key.strip_prefix(&shared))
+                else {
+                    return bad(
+                        "outside the checkpoint's own folder and the partition's shared one",
+                    );
+                };
+                if !is_plain_name(rest) {
+                    return bad("not a plain key");
+                }
+                if f.size > MAX_FILE_BYTES {
+                    return bad("larger than any checkpoint file may be");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Encodes the manifest as JSON.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a manifest always serializes")
     }
+}
+
+/// Whether `name` is one path segment that names a file here and nowhere
+/// else: not empty, not `.` or `..`, only ASCII letters, digits, `.`, `_`
+/// and `-` (every name RocksDB and weir write).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether `key` is a relative store key of plain segments.
+pub fn is_safe_key(key: &str) -> bool {
+    key.split('/').all(is_plain_name)
 }
 
 /// The store key of checkpoint `id`'s manifest.
@@ -307,12 +421,36 @@ pub fn restore_partition_with(
     dest: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64> {
+    // Nothing is written from a name that could point elsewhere.
+    if let Some(f) = part
+        .files
+        .iter()
+        .find(|f| !is_plain_name(&f.name) || !is_safe_key(&f.key) || f.size > MAX_FILE_BYTES)
+    {
+        return Err(Error::Manifest(format!(
+            "partition {} names file {:?} at {:?} ({} bytes): refusing to restore it",
+            part.partition, f.name, f.key, f.size
+        )));
+    }
     if dest.exists() {
         fs::remove_dir_all(dest).map_err(|e| io_err(dest, e))?;
     }
     fs::create_dir_all(dest).map_err(|e| io_err(dest, e))?;
     let mut bytes = 0;
     for f in &part.files {
+        // An object of another size is damage, found before downloading it.
+        match store.size(&f.key)? {
+            Some(size) if size == f.size => {}
+            found => {
+                return Err(Error::Manifest(format!(
+                    "{} of partition {}: expected {} bytes, the store has {}",
+                    f.key,
+                    part.partition,
+                    f.size,
+                    found.map_or("nothing".to_string(), |s| format!("{s} bytes"))
+                )));
+            }
+        }
         let local = dest.join(&f.name);
         store.get_file(&f.key, &local)?;
         let (crc, size) = checksum_file(&local)?;
@@ -378,14 +516,38 @@ pub fn choose_checkpoint<T, E: std::fmt::Display>(
     }
 }
 
-/// Deletes all but the newest `retain` checkpoints, then every shared file
-/// and checkpoint folder no kept checkpoint references. Returns the number
-/// of objects deleted.
-pub fn prune(store: &dyn SnapshotStore, retain: usize) -> Result<usize> {
+/// What [`prune`] keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Newest eligible checkpoints kept (at least 1).
+    pub retain: usize,
+    /// Unreferenced objects younger than this (when pruning began) stay.
+    pub grace: std::time::Duration,
+    /// The pruning owner's epoch: nothing is deleted once it is superseded.
+    pub epoch: u64,
+}
+
+/// Deletes all but the newest `retain` eligible checkpoints (see
+/// [`crate::owner::eligibility`]) and every manifest no restore may take,
+/// then every object no kept checkpoint references and older than the
+/// grace period. Returns the number of objects deleted.
+pub fn prune(store: &dyn SnapshotStore, keep: Retention) -> Result<usize> {
+    let began = std::time::SystemTime::now();
+    let old_enough =
+        |t: std::time::SystemTime| t.checked_add(keep.grace).is_some_and(|t| t < began);
+    crate::owner::check_owner(store, keep.epoch)?;
     let ids = list_checkpoints(store)?;
-    let keep: BTreeSet<u64> = ids.iter().rev().take(retain.max(1)).copied().collect();
+    let epochs = crate::owner::load_epochs(store)?;
+    let split = crate::owner::eligibility(&ids, &epochs);
+    let kept: BTreeSet<u64> = split
+        .eligible
+        .iter()
+        .rev()
+        .take(keep.retain.max(1))
+        .copied()
+        .collect();
     let mut referenced = BTreeSet::new();
-    for &id in &keep {
+    for &id in &kept {
         let m = load_manifest(store, id)?;
         referenced.extend(
             m.partitions
@@ -394,35 +556,36 @@ pub fn prune(store: &dyn SnapshotStore, retain: usize) -> Result<usize> {
                 .map(|f| f.key),
         );
     }
-    let newest_kept = keep.iter().next_back().copied();
+    let Some(&oldest_kept) = kept.iter().next() else {
+        return Ok(0);
+    };
     let mut deleted = 0;
     // Manifests first, so a crash midway never leaves a manifest whose files
     // are gone.
-    let mut keys = store.list("checkpoints/")?;
-    keys.sort_by_key(|k| !k.ends_with("/MANIFEST.json"));
-    for key in keys {
-        let Some(id) = key
+    for &id in &ids {
+        if !kept.contains(&id) {
+            crate::owner::check_owner(store, keep.epoch)?;
+            store.delete(&manifest_key(id))?;
+            deleted += 1;
+        }
+    }
+    let mut objects = store.list_modified("checkpoints/")?;
+    objects.extend(store.list_modified("shared/")?);
+    crate::owner::check_owner(store, keep.epoch)?;
+    for (key, written) in objects {
+        let in_kept = key
             .strip_prefix("checkpoints/")
             .and_then(|r| r.split_once('/'))
             .and_then(|(id, _)| id.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        // Folders of checkpoints newer than the newest kept one may belong
-        // to a checkpoint being written: leave them.
-        let in_progress = newest_kept.is_none_or(|n| id > n);
-        if !keep.contains(&id) && !in_progress && !referenced.contains(&key) {
+            .is_some_and(|id| kept.contains(&id));
+        if !in_kept && !referenced.contains(&key) && old_enough(written) {
             store.delete(&key)?;
             deleted += 1;
         }
     }
-    if newest_kept.is_some() {
-        for key in store.list("shared/")? {
-            if !referenced.contains(&key) {
-                store.delete(&key)?;
-                deleted += 1;
-            }
-        }
+    for key in crate::owner::obsolete_epochs(&epochs, oldest_kept) {
+        store.delete(&key)?;
+        deleted += 1;
     }
     Ok(deleted)
 }
@@ -470,8 +633,17 @@ impl LocalDirStore {
         Ok(())
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    /// The file of `key`: refused unless the key is relative and made of
+    /// plain segments, so no key reaches outside the root.
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        if is_safe_key(key) {
+            Ok(self.root.join(key))
+        } else {
+            Err(Error::Manifest(format!(
+                "{}: refusing key {key:?} (not a relative path of plain names)",
+                self.root.display()
+            )))
+        }
     }
 
     fn tmp_path(&self, target: &Path) -> PathBuf {
@@ -485,12 +657,27 @@ impl LocalDirStore {
 
     fn publish(&self, tmp: &Path, target: &Path) -> Result<()> {
         fs::rename(tmp, target).map_err(|e| io_err(target, e))?;
+        self.sync_parent(target);
+        Ok(())
+    }
+
+    fn sync_parent(&self, target: &Path) {
         if let Some(parent) = target.parent()
             && let Ok(d) = fs::File::open(parent)
         {
             let _ = d.sync_all();
         }
-        Ok(())
+    }
+
+    /// Writes `data` durably to the temporary file beside `target`.
+    fn write_tmp(&self, target: &Path, data: &[u8]) -> Result<PathBuf> {
+        self.ensure_parent(target)?;
+        let tmp = self.tmp_path(target);
+        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(data)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
+        Ok(tmp)
     }
 
     fn ensure_parent(&self, target: &Path) -> Result<()> {
@@ -507,7 +694,7 @@ impl SnapshotStore for LocalDirStore {
     }
 
     fn put_file(&self, key: &str, local: &Path) -> Result<()> {
-        let target = self.path(key);
+        let target = self.path(key)?;
         self.ensure_parent(&target)?;
         let tmp = self.tmp_path(&target);
         let _ = fs::remove_file(&tmp);
@@ -525,18 +712,50 @@ impl SnapshotStore for LocalDirStore {
     }
 
     fn put_bytes(&self, key: &str, data: &[u8]) -> Result<()> {
-        let target = self.path(key);
-        self.ensure_parent(&target)?;
-        let tmp = self.tmp_path(&target);
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(data)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io_err(&tmp, e))?;
+        let target = self.path(key)?;
+        let tmp = self.write_tmp(&target, data)?;
         self.publish(&tmp, &target)
     }
 
+    fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let target = self.path(key)?;
+        let tmp = self.write_tmp(&target, data)?;
+        // A hard link fails on an existing name: of two writers one wins,
+        // and the file appears whole.
+        let linked = fs::hard_link(&tmp, &target);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                self.sync_parent(&target);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(&target, e)),
+        }
+    }
+
+    fn list_modified(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        for key in self.list(prefix)? {
+            let path = self.path(&key)?;
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            // A hard-linked SST keeps RocksDB's write time; linking it
+            // changed the inode, so the later of the two is when it came in.
+            let changed = std::time::UNIX_EPOCH
+                + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec() as u32);
+            let modified = meta.modified().map_err(|e| io_err(&path, e))?;
+            out.push((key, modified.max(changed)));
+        }
+        Ok(out)
+    }
+
     fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -545,13 +764,13 @@ impl SnapshotStore for LocalDirStore {
     }
 
     fn get_file(&self, key: &str, local: &Path) -> Result<()> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         fs::copy(&path, local).map_err(|e| io_err(&path, e))?;
         Ok(())
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -563,7 +782,7 @@ impl SnapshotStore for LocalDirStore {
         let mut out = Vec::new();
         // Only the folder the prefix names can hold matching keys.
         let start = match prefix.rsplit_once('/') {
-            Some((dir, _)) => self.root.join(dir),
+            Some((dir, _)) => self.path(dir)?,
             None => self.root.clone(),
         };
         let mut stack = vec![start];
@@ -580,7 +799,7 @@ impl SnapshotStore for LocalDirStore {
                     stack.push(path);
                 } else if let Ok(rel) = path.strip_prefix(&self.root) {
                     let key = rel.to_string_lossy().replace('\\', "/");
-                    if key.starts_with(prefix) && !key.contains(".tmp-") {
+                    if key.starts_with(prefix) && !key.contains(".tmp-") && is_safe_key(&key) {
                         out.push(key);
                     }
                 }
@@ -591,7 +810,7 @@ impl SnapshotStore for LocalDirStore {
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         match fs::remove_file(&path) {
             Ok(()) => {
                 // Tidy an emptied checkpoint folder; failure is harmless.
@@ -613,6 +832,8 @@ mod tests {
     fn manifest(id: u64, keys: &[&str]) -> Manifest {
         Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
+            job_id: Some("j".into()),
+            epoch: crate::owner::epoch_of(id),
             checkpoint_id: id,
             created_at_ms: 1,
             sinks: BTreeMap::from([("output".to_string(), 10)]),
@@ -642,7 +863,14 @@ mod tests {
         let err = Manifest::decode(&serde_json::to_vec(&v).expect("json")).unwrap_err();
         assert!(err.to_string().contains("format version 99"), "{err}");
         assert!(Manifest::decode(b"{").is_err());
+        // Format 1 (no job id, no epoch) is still read.
+        v["format_version"] = 1.into();
+        v.as_object_mut().expect("object").remove("job_id");
+        v.as_object_mut().expect("object").remove("epoch");
+        let old = Manifest::decode(&serde_json::to_vec(&v).expect("json")).expect("format 1");
+        assert_eq!((old.job_id, old.epoch), (None, 0));
         assert_eq!(
+            manifest_key(3),
             manifest_key(3),
             "checkpoints/00000000000000000003/MANIFEST.json"
         );
@@ -691,15 +919,33 @@ mod tests {
                 .expect("manifest");
         }
         assert_eq!(list_checkpoints(&store).expect("list"), vec![1, 2, 3]);
-        prune(&store, 2).expect("prune");
+        let keep = |retain, grace| Retention {
+            retain,
+            grace: std::time::Duration::from_secs(grace),
+            epoch: 0,
+        };
+        prune(&store, keep(2, 600)).expect("prune");
         assert_eq!(list_checkpoints(&store).expect("list"), vec![2, 3]);
         assert_eq!(
             store.size("shared/p0/a.sst").expect("size"),
             Some(1),
             "kept: checkpoint 2 uses it"
         );
-        prune(&store, 1).expect("prune");
+        prune(&store, keep(1, 600)).expect("prune");
         assert_eq!(list_checkpoints(&store).expect("list"), vec![3]);
+        assert_eq!(
+            store.size("shared/p0/a.sst").expect("size"),
+            Some(1),
+            "unreferenced but younger than the grace period"
+        );
+        assert_eq!(
+            store
+                .size("checkpoints/00000000000000000004/p0/CURRENT")
+                .expect("size"),
+            Some(1),
+            "a checkpoint without a manifest may be in progress"
+        );
+        prune(&store, keep(1, 0)).expect("prune");
         assert_eq!(
             store.size("shared/p0/a.sst").expect("size"),
             None,
@@ -710,9 +956,15 @@ mod tests {
             store
                 .size("checkpoints/00000000000000000004/p0/CURRENT")
                 .expect("size"),
-            Some(1),
-            "a newer checkpoint without a manifest may be in progress"
+            None
         );
+        // A superseded owner deletes nothing.
+        crate::owner::take(&store, "j", "a", 0).expect("epoch 1");
+        crate::owner::take(&store, "j", "b", 0).expect("epoch 2");
+        let mut stale = keep(1, 0);
+        stale.epoch = 1;
+        assert!(matches!(prune(&store, stale), Err(Error::Fenced { .. })));
+        assert_eq!(list_checkpoints(&store).expect("list"), vec![3]);
         verify_present(
             &store,
             &manifest(3, &["shared/p0/b.sst", "shared/p0/c.sst"]),
@@ -759,7 +1011,12 @@ mod tests {
             root.list("alerts/p1/").expect("list"),
             vec![format!("alerts/p1/{}", manifest_key(7))]
         );
-        prune(&a, 1).expect("prune");
+        let keep = Retention {
+            retain: 1,
+            grace: std::time::Duration::ZERO,
+            epoch: 0,
+        };
+        prune(&a, keep).expect("prune");
         assert_eq!(list_checkpoints(&a).expect("list"), vec![2]);
         assert_eq!(list_checkpoints(&b).expect("list"), vec![7], "untouched");
     }
@@ -807,5 +1064,56 @@ mod tests {
         fs::write(&stored, vec![8u8; 4096]).expect("corrupt");
         let err = restore_partition(&store, &part, &dest).unwrap_err();
         assert!(err.to_string().contains("crc32"), "{err}");
+    }
+
+    #[test]
+    fn hostile_names_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalDirStore::new(dir.path().join("store")).expect("store");
+        let canary = dir.path().join("canary");
+        fs::write(&canary, b"untouched").expect("canary");
+        for key in [
+            "../canary",
+            "/etc/passwd",
+            "a//b",
+            "./x",
+            "shared/../../canary",
+        ] {
+            assert!(store.put_bytes(key, b"x").is_err(), "{key}");
+            assert!(store.get_bytes(key).is_err(), "{key}");
+            assert!(store.list(&format!("{key}/")).is_err(), "{key}");
+        }
+        store.put_bytes("shared/p0/x.sst", b"evil").expect("put");
+        let evil = |name: &str, key: &str| PartitionSnapshot {
+            partition: 0,
+            position: 0,
+            watermark: 0,
+            files: vec![FileEntry {
+                name: name.into(),
+                key: key.into(),
+                size: 4,
+                crc32: crc32fast::hash(b"evil"),
+            }],
+        };
+        let dest = dir.path().join("state").join("p0");
+        for part in [
+            evil("../../canary", "shared/p0/x.sst"),
+            evil("/tmp/canary", "shared/p0/x.sst"),
+            evil("x.sst", "shared/p0/../../../canary"),
+        ] {
+            let err = restore_partition(&store, &part, &dest).unwrap_err();
+            assert!(err.to_string().contains("refusing"), "{err}");
+            let mut m = manifest(1, &[]);
+            m.partitions = vec![part];
+            assert!(Manifest::decode(&m.encode()).is_err(), "a damaged manifest");
+        }
+        assert_eq!(fs::read(&canary).expect("canary"), b"untouched");
+        // Keys of another partition or another checkpoint are refused too.
+        let mut m = manifest(1, &["shared/p1/x.sst"]);
+        assert!(m.check().is_err());
+        m = manifest(1, &["checkpoints/00000000000000000002/p0/CURRENT"]);
+        assert!(m.check().is_err());
+        m = manifest(2, &["checkpoints/00000000000000000002/p0/CURRENT"]);
+        m.check().expect("its own folder");
     }
 }

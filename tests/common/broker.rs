@@ -187,40 +187,42 @@ fn tansu_binary() -> Option<PathBuf> {
         .then(|| PathBuf::from("tansu"))
 }
 
+/// The tansu program; a missing one fails the test
+/// ([`required`](super::server::required)).
+#[track_caller]
+fn tansu() -> PathBuf {
+    super::server::required(
+        tansu_binary(),
+        "tansu",
+        "cargo install tansu --locked --features dynostore,libsql",
+    )
+}
+
 impl Broker {
-    /// The shared broker, or `None` (loudly) when tansu is not installed
-    /// outside CI. Under CI its absence fails the test.
-    pub fn shared() -> Option<&'static Broker> {
-        static BROKER: OnceLock<Option<Broker>> = OnceLock::new();
-        BROKER.get_or_init(Self::start).as_ref()
+    /// The shared broker, started by the first test that asks. A missing
+    /// tansu fails the test (each test that asks, since nothing started).
+    pub fn shared() -> &'static Broker {
+        static BROKER: OnceLock<Broker> = OnceLock::new();
+        BROKER.get_or_init(Self::start)
     }
 
-    fn start() -> Option<Broker> {
+    fn start() -> Broker {
         Self::launch("memory://tansu/", &std::env::temp_dir(), false)
     }
 
     /// A broker of its own with durable (sqlite) storage in `dir`, which
-    /// [`restart`](Self::restart) can stop and start again. `None` as for
-    /// [`shared`](Self::shared).
-    pub fn durable(dir: &std::path::Path) -> Option<Broker> {
+    /// [`restart`](Self::restart) can stop and start again.
+    pub fn durable(dir: &std::path::Path) -> Broker {
         // tansu reads a sqlite path relative to its working directory.
         Self::launch("sqlite://tansu.db", dir, true)
     }
 
-    fn launch(storage: &str, cwd: &std::path::Path, restartable: bool) -> Option<Broker> {
-        let tansu = tansu_binary();
-        if !super::server::required(
-            tansu.is_some(),
-            "tansu",
-            "cargo install tansu --locked --features dynostore,libsql",
-        ) {
-            return None;
-        }
-        let tansu = tansu?;
+    fn launch(storage: &str, cwd: &std::path::Path, restartable: bool) -> Broker {
+        let tansu = tansu();
         let port = super::server::free_port();
         let shell = spawn(&tansu, port, port, storage, cwd);
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
-        Some(Broker {
+        Broker {
             port,
             client_port: port,
             client_options: Vec::new(),
@@ -228,7 +230,7 @@ impl Broker {
             tansu,
             shell: std::sync::Mutex::new(shell),
             storage: restartable.then(|| (storage.to_string(), cwd.to_path_buf())),
-        })
+        }
     }
 
     /// Stops the broker, waits `down`, starts it again on the same port and
@@ -256,26 +258,22 @@ impl Broker {
     /// A broker of its own that clients reach only through TLS: tansu
     /// (which has no working TLS listener) behind stunnel, advertising the
     /// TLS port, with a CA and a certificate for 127.0.0.1 made in `dir`.
-    /// `None` as for [`shared`](Self::shared), also when stunnel is
-    /// missing. Clients need [`client_options`](Self::client_options).
-    pub fn behind_tls(dir: &std::path::Path) -> Option<Broker> {
-        let stunnel = super::tls::stunnel_binary();
-        let tansu = tansu_binary();
-        if !super::server::required(
-            tansu.is_some() && stunnel.is_some(),
-            "tansu and stunnel4",
-            "cargo install tansu --locked --features dynostore,libsql; apt-get install stunnel4",
-        ) {
-            return None;
-        }
-        let (tansu, stunnel) = (tansu?, stunnel?);
+    /// A missing tansu or stunnel fails the test. Clients need
+    /// [`client_options`](Self::client_options).
+    pub fn behind_tls(dir: &std::path::Path) -> Broker {
+        let tansu = tansu();
+        let stunnel = super::server::required(
+            super::tls::stunnel_binary(),
+            "stunnel",
+            "apt-get install stunnel4",
+        );
         let ca = super::tls::make_certificates(dir);
         let (port, tls_port) = (super::server::free_port(), super::server::free_port());
         let tls = super::tls::terminate(stunnel, dir, tls_port, port);
         let shell = spawn(&tansu, port, tls_port, "memory://tansu/", dir);
         super::server::wait_listening(port, "tansu", Duration::from_secs(30));
         super::server::wait_listening(tls_port, "stunnel", Duration::from_secs(30));
-        Some(Broker {
+        Broker {
             port,
             client_port: tls_port,
             client_options: vec![
@@ -286,7 +284,7 @@ impl Broker {
             tansu,
             shell: std::sync::Mutex::new(shell),
             storage: None,
-        })
+        }
     }
 
     /// Creates `topic` with `partitions` partitions.

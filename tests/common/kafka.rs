@@ -291,6 +291,11 @@ impl<'a> Group<'a> {
 
     /// Starts worker `name` with its own state directory.
     pub fn start(&self, name: &str, extra: &[&str]) -> Worker {
+        self.start_with_env(name, extra, &[])
+    }
+
+    /// [`start`](Self::start) with environment variables (`FAILPOINTS`).
+    pub fn start_with_env(&self, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
         let log = self.dir.join(format!("{name}.log"));
         let store = self.dir.join("store");
         let state = self.dir.join(format!("{name}-state"));
@@ -335,6 +340,7 @@ impl<'a> Group<'a> {
                 "RUST_LOG",
                 std::env::var("WORKER_LOG").unwrap_or_else(|_| "weir=info,warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -348,6 +354,41 @@ impl<'a> Group<'a> {
 }
 
 impl Worker {
+    /// Sends `signal` (e.g. "STOP", "CONT") without waiting.
+    pub fn send(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    /// Waits (at most `limit`) until the log has `count` lines containing
+    /// `text`.
+    pub fn wait_for_log(&self, text: &str, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.log_text().matches(text).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{}: fewer than {count} {text:?} in the log after {limit:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `records=` of the summary line printed at exit.
+    pub fn records_read(&self) -> u64 {
+        let log = self.log_text();
+        let summary = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("assigned=") && l.contains("records="))
+            .unwrap_or_else(|| panic!("{}: no summary line:\n{log}", self.name));
+        super::summary_field(summary, "records")
+    }
+
     /// Sends `signal` (e.g. "KILL", "TERM") and waits for the exit.
     pub fn signal(&mut self, signal: &str) -> ExitStatus {
         let pid = self.child.id().to_string();

@@ -215,18 +215,41 @@ pub fn read_alerts(path: &Path) -> Vec<(String, i64, u32, u32, i64)> {
         .collect()
 }
 
+/// The highest checkpoint id in the store at `url` (any job), as `weir
+/// checkpoints list` shows it; 0 when it holds none.
+pub fn newest_checkpoint(url: &str, env: &[(&str, String)]) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["checkpoints", "list", "--store", url])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("weir runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Runs cef_alerts with `args` until it completes, killing it `kills` times
-/// first after a random 100–600 ms. Returns how many kills landed.
+/// first after a random 100–600 ms; the last kill also waits until the run
+/// completed a checkpoint in `store` (a URL), so the final run has one to
+/// resume from however slow the machine. Returns how many kills landed.
 pub fn run_with_kills(
     args: &[String],
     env: &[(&str, String)],
     kills: u32,
     seed: u64,
     log: &Path,
+    store: Option<&str>,
 ) -> u32 {
     let mut rng = Lcg(seed);
     let mut landed = 0;
     loop {
+        let last_kill = landed + 1 == kills;
+        let before = match store {
+            Some(url) if last_kill => Some((url, newest_checkpoint(url, env))),
+            _ => None,
+        };
         let stderr = std::fs::File::create(log).expect("log file");
         let mut child = Command::new(example_bin())
             .args(args)
@@ -243,7 +266,13 @@ pub fn run_with_kills(
                     assert!(status.success(), "run failed: {log}");
                     return landed;
                 }
-                if Instant::now() >= deadline {
+                let checkpointed = || {
+                    before.is_none_or(|(url, id)| {
+                        Instant::now() > deadline + Duration::from_secs(60)
+                            || newest_checkpoint(url, env) > id
+                    })
+                };
+                if Instant::now() >= deadline && checkpointed() {
                     child.kill().expect("SIGKILL");
                     child.wait().expect("reap");
                     landed += 1;
@@ -262,6 +291,28 @@ pub fn run_with_kills(
             return landed;
         }
     }
+}
+
+/// The summary line of a run's log: it restored a checkpoint (an id above
+/// zero) and read fewer than `lines`, the whole input. A job that started
+/// over on every run would fail here even with the right outputs.
+pub fn assert_resumed(log: &Path, lines: usize) {
+    let log = std::fs::read_to_string(log).expect("log");
+    let summary = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("restored_checkpoint="))
+        .unwrap_or_else(|| panic!("no summary in the log: {log}"));
+    let restored = summary_field(summary, "restored_checkpoint");
+    let read = summary_field(summary, "records");
+    assert!(
+        restored > 0,
+        "the last run restored no checkpoint: {summary}"
+    );
+    assert!(
+        read < lines as u64,
+        "the last run read {read} of {lines} lines: it started over: {summary}"
+    );
 }
 
 /// A data set written to `events.cef` in a temporary folder, with the
