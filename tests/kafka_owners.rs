@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::broker::{Kafka, Mock};
 use common::kafka::{Group, Worker, lines, produce_compressed, produce_end_markers, read_alerts};
@@ -89,11 +89,21 @@ fn two_groups_on_one_topic_and_one_store_keep_to_their_own_checkpoints() {
 
     let mut done = Vec::new();
     for (g, tag) in [(&first, "a"), (&second, "b")] {
-        // Killed twice, each time once a checkpoint completed.
+        // Killed twice, each time once every partition completed a
+        // checkpoint.
         let mut workers = Vec::new();
         for round in 1..=2 {
             let mut w = g.start(&format!("{tag}{round}"), &[]);
-            w.wait_for_log("checkpoint complete", 1, Duration::from_secs(60));
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let done: BTreeSet<u32> =
+                    w.checkpoints_complete().iter().map(|&(p, _)| p).collect();
+                if done.len() == PARTITIONS as usize {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{}:\n{}", w.name, w.log_text());
+                std::thread::sleep(Duration::from_millis(20));
+            }
             assert!(!w.signal("KILL").success());
             workers.push(w);
         }
@@ -106,7 +116,7 @@ fn two_groups_on_one_topic_and_one_store_keep_to_their_own_checkpoints() {
         // The last worker resumed from its own group's checkpoints.
         let restored: Vec<u64> = last.assignments().iter().map(|&(_, c)| c).collect();
         assert!(
-            restored.len() == PARTITIONS as usize && restored.iter().all(|&c| c > 0),
+            restored.len() >= PARTITIONS as usize && restored.iter().all(|&c| c > 0),
             "{}: restored {restored:?}\n{}",
             last.name,
             last.log_text()

@@ -426,6 +426,11 @@ impl Worker {
         self.events("partition assigned")
     }
 
+    /// `(partition, checkpoint)` of each "checkpoint complete" line.
+    pub fn checkpoints_complete(&self) -> Vec<(u32, u64)> {
+        self.events("checkpoint complete")
+    }
+
     fn events(&self, message: &str) -> Vec<(u32, u64)> {
         let text = self.log_text();
         text.lines()
