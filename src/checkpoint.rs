@@ -626,14 +626,15 @@ pub(crate) fn restore_newest(
     let started = Instant::now();
     // The partitions were marked restoring when they were taken over.
     let progress: Vec<_> = partitions.iter().map(|&p| metrics.partition(p)).collect();
-    let mut ids = list_checkpoints(store)?;
+    let ids = list_checkpoints(store)?;
     let highest = ids.last().copied().unwrap_or(0);
     // Tests check that the kill tests catch a job that never restores
     // (`recovery-disabled=return`): it sees no checkpoint at all.
     #[cfg(feature = "failpoints")]
-    if fail::eval("recovery-disabled", |_| ()).is_some() {
-        ids.clear();
-    }
+    let ids = match fail::eval("recovery-disabled", |_| ()) {
+        Some(()) => Vec::new(),
+        None => ids,
+    };
     // What a superseded owner wrote late is never a candidate.
     let split = owner::eligibility(&ids, &owner::load_epochs(store)?);
     for (id, why) in &split.excluded {

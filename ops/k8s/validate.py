@@ -64,6 +64,7 @@ INTEGER_ENV = (
     "WEIR_LIVE_ACTOR_CAP",
     "WEIR_STALL_AFTER",
     "WEIR_STALL_TIMEOUT",
+    "WEIR_PRUNE_GRACE",
 )
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 # Fields the Kubernetes schemas type as free strings although the API

@@ -36,7 +36,8 @@
 //! - **Assign**: each new partition is restored from its newest usable
 //!   checkpoint (in parallel, one thread per partition), its actor started,
 //!   and the partition assigned at the checkpoint's offset (no checkpoint:
-//!   the committed offset, else `auto.offset.reset`). With the cooperative
+//!   the committed offset, else `auto.offset.reset`, for a partition never
+//!   owned before; the log start for one that was, see [`start_at`]). With the cooperative
 //!   protocol only moved partitions are touched; the others keep running.
 //!
 //! Outputs are at-least-once: after a crash the records since the last
@@ -499,6 +500,34 @@ fn log_start<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partit
 /// folder (and, before job ids, at the store's root).
 fn partition_area(topic: &str, partition: i32) -> String {
     format!("{topic}/p{partition}")
+}
+
+/// Where a newly assigned partition starts reading: at its checkpoint's
+/// position; without one, at the committed offset (else
+/// `auto.offset.reset`) only if the partition never had an owner before.
+/// Otherwise the committed offset may belong to a checkpoint this restore
+/// could not take (damaged, or written by a superseded owner), and reading
+/// from there with empty state would lose what came before: it starts at
+/// the log's start instead, rebuilding the state.
+fn start_at(
+    partition: i32,
+    position: Option<i64>,
+    recovery: &crate::checkpoint::Recovery,
+    first_id: u64,
+) -> Option<Offset> {
+    if let Some(offset) = position {
+        return Some(Offset::Offset(offset));
+    }
+    let owned_before = recovery.highest > 0 || weir_state::owner::epoch_of(first_id) > 1;
+    if !owned_before {
+        return None;
+    }
+    tracing::warn!(
+        partition,
+        highest_checkpoint = recovery.highest,
+        "no checkpoint restored for a partition that had owners before: reading it from the log start to rebuild its state"
+    );
+    Some(Offset::Beginning)
 }
 
 /// The snapshot store of one partition of `topic` in job `job`.
@@ -1044,8 +1073,11 @@ where
     }
 
     /// Releases the partitions another worker took over (their checkpoints
-    /// were refused): no final checkpoint, no commit, and no more fetching
-    /// until the group assigns them again.
+    /// were refused): no final checkpoint and no commit. Until the group
+    /// takes them away (this worker's membership is stale), records of them
+    /// are dropped unprocessed, as for any partition not owned; they are
+    /// not paused, because a pause would outlive a later assignment of the
+    /// same partition to this worker.
     fn release_fenced(&mut self, consumer: &BaseConsumer<GroupContext<P>>) {
         if self.fenced.is_empty() {
             return;
@@ -1055,9 +1087,6 @@ where
             self.to_commit.remove(&p);
         }
         self.revoke(consumer, &fenced, true);
-        if let Err(e) = consumer.pause(&self.tpl(fenced.iter().copied())) {
-            tracing::warn!(error = %e, partitions = ?fenced, "pausing released partitions failed");
-        }
     }
 
     /// Releases every owned partition: with final checkpoints, unless
@@ -1069,7 +1098,7 @@ where
 
     /// Restores `partitions` (in parallel), starts their actors and returns
     /// the offsets to start from (`None`: the group's committed offset).
-    fn assign(&mut self, partitions: &[i32]) -> BTreeMap<i32, Option<i64>> {
+    fn assign(&mut self, partitions: &[i32]) -> BTreeMap<i32, Option<Offset>> {
         let started = Instant::now();
         // Owned (and restoring, so not ready) from now on.
         let progress: BTreeMap<i32, Arc<PartitionMetrics>> = partitions
@@ -1216,7 +1245,7 @@ where
                     watch: Watch::new(Instant::now()),
                 },
             );
-            offsets.insert(p, position);
+            offsets.insert(p, start_at(p, position, &recovery, next_checkpoint));
         }
         offsets
     }
@@ -1391,11 +1420,10 @@ where
                 w.metrics.set_started();
                 for (p, offset) in w.assign(&mine) {
                     if let Some(offset) = offset
-                        && let Err(e) =
-                            tpl.set_partition_offset(&self.topic, p, Offset::Offset(offset))
+                        && let Err(e) = tpl.set_partition_offset(&self.topic, p, offset)
                     {
                         w.fatal
-                            .get_or_insert(format!("partition {p}: offset {offset}: {e}"));
+                            .get_or_insert(format!("partition {p}: offset {offset:?}: {e}"));
                     }
                 }
                 let assigned = if cooperative {

@@ -160,6 +160,14 @@ impl ObjectStorage {
         store_err(&self.url, what, key, e)
     }
 
+    /// Stores `payload` under `key` in one put.
+    fn put_payload(&self, key: &str, payload: PutPayload) -> Result<()> {
+        let path = self.path(key);
+        self.block_on(self.store.put(&path, payload))
+            .map(|_| ())
+            .map_err(|e| self.err("writing", key, e))
+    }
+
     /// Runs `f` on this store's runtime, from sync or async callers alike.
     /// `f` itself runs on the calling thread (or a helper thread), so it
     /// may do blocking file I/O; only the tasks it spawns (upload parts)
@@ -182,7 +190,13 @@ impl ObjectStorage {
     }
 
     /// Uploads the `len` bytes of `file` (at `local`) to `key` in parts.
-    async fn put_multipart(&self, key: &str, local: &Path, file: fs::File, len: u64) -> Result<()> {
+    async fn upload_in_parts(
+        &self,
+        key: &str,
+        local: &Path,
+        file: fs::File,
+        len: u64,
+    ) -> Result<()> {
         let path = self.path(key);
         let upload = self
             .store
@@ -306,19 +320,16 @@ impl SnapshotStore for ObjectStorage {
         let mut file = fs::File::open(local).map_err(|e| io_err(local, e))?;
         let len = file.metadata().map_err(|e| io_err(local, e))?.len();
         if len > PART_SIZE as u64 {
-            return self.block_on(self.put_multipart(key, local, file, len));
+            return self.block_on(self.upload_in_parts(key, local, file, len));
         }
+        // At most one part: one put, without a second copy in memory.
         let mut data = Vec::with_capacity(len as usize);
         file.read_to_end(&mut data).map_err(|e| io_err(local, e))?;
-        self.put_bytes(key, &data)
+        self.put_payload(key, PutPayload::from(data))
     }
 
     fn put_bytes(&self, key: &str, data: &[u8]) -> Result<()> {
-        let path = self.path(key);
-        let payload = PutPayload::from(data.to_vec());
-        self.block_on(self.store.put(&path, payload))
-            .map(|_| ())
-            .map_err(|e| self.err("writing", key, e))
+        self.put_payload(key, PutPayload::from(data.to_vec()))
     }
 
     fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -566,7 +577,7 @@ mod tests {
         assert_eq!(part_size(MAX_PARTS * PART_SIZE as u64), PART_SIZE);
         let huge = 200u64 << 30;
         let part = part_size(huge) as u64;
-        assert!(part > PART_SIZE as u64 && part % (1 << 20) == 0);
+        assert!(part > PART_SIZE as u64 && part.is_multiple_of(1 << 20));
         assert!(huge.div_ceil(part) <= MAX_PARTS);
     }
 }

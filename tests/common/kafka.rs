@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::broker::Kafka;
 use super::{Reference, START, example_bin};
@@ -44,7 +45,7 @@ pub fn lines(text: &[u8]) -> Vec<&[u8]> {
 /// the whole batch and the client drops the records before the offset.
 /// `codec` is the batches' `compression.type` (a one-record batch is
 /// compressed like any other).
-fn producer(broker: &dyn Kafka, codec: &str) -> ThreadedProducer<DefaultProducerContext> {
+fn producer(broker: &dyn Kafka, codec: &str) -> ThreadedProducer<Delivery> {
     let batch = if broker.serves_batches() {
         "10000"
     } else {
@@ -55,9 +56,45 @@ fn producer(broker: &dyn Kafka, codec: &str) -> ThreadedProducer<DefaultProducer
         .set("batch.num.messages", batch)
         .set("compression.type", codec)
         .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "120000")
-        .create()
+        // A slow broker on a loaded machine delays, never drops, the input.
+        .set("message.timeout.ms", "900000")
+        .create_with_context(Delivery::default())
         .expect("producer")
+}
+
+/// Counts records the producer gave up on: a test's input must be whole,
+/// or its reference is not the truth.
+#[derive(Default)]
+pub struct Delivery {
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits until everything `p` was given is delivered; fails the test if
+/// any record was not.
+fn flush_all(p: &ThreadedProducer<Delivery>, what: &str) {
+    p.flush(Duration::from_secs(900))
+        .unwrap_or_else(|e| panic!("{what} not produced: {e}"));
+    let failed = p
+        .context()
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        failed, 0,
+        "{failed} records of the {what} were not delivered"
+    );
 }
 
 /// Produces `lines` to `topic` keyed by their `src` (lines without one are
@@ -91,14 +128,13 @@ pub fn produce_compressed(
         }
         send_waiting(&p, record);
     }
-    p.flush(Duration::from_secs(120)).expect("input produced");
+    flush_all(&p, "input");
 }
 
 /// Queues `record`, waiting while the producer's queue is full.
-pub fn send_waiting<K, V>(
-    p: &ThreadedProducer<DefaultProducerContext>,
-    mut record: BaseRecord<'_, K, V>,
-) where
+pub fn send_waiting<C, K, V>(p: &ThreadedProducer<C>, mut record: BaseRecord<'_, K, V>)
+where
+    C: ProducerContext<DeliveryOpaque = ()>,
     K: rdkafka::message::ToBytes + ?Sized,
     V: rdkafka::message::ToBytes + ?Sized,
 {
@@ -132,7 +168,7 @@ pub fn produce_end_markers(broker: &dyn Kafka, topic: &str, partitions: i32) {
         .map_err(|(e, _)| e)
         .expect("marker queued");
     }
-    p.flush(Duration::from_secs(60)).expect("markers produced");
+    flush_all(&p, "end markers");
 }
 
 /// A record read back: key, value, headers.

@@ -1,0 +1,189 @@
+//! [`ObjectStorage`] against moto's S3 server (started on loopback by each
+//! test): conditional create (`If-None-Match: *`), a large file streamed up
+//! in parts and back, and listing with modification times.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use weir_state::{ObjectStorage, SnapshotStore};
+
+/// A moto S3 server on a free loopback port with one bucket, stopped on
+/// drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto with the bucket `bucket`; a missing moto fails the test.
+    fn start(bucket: &str) -> Self {
+        let installed = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        common::server::required(
+            installed.then_some(()),
+            "moto",
+            "pip install 'moto[server]'",
+        );
+        let port = common::server::free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto starts");
+        let moto = Moto { child, port };
+        common::server::wait_listening(port, "moto", Duration::from_secs(60));
+        moto.create_bucket(bucket);
+        moto
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("request");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "bucket not created: {reply}"
+        );
+    }
+
+    /// A store on `url` in this server, configured without touching the
+    /// process environment.
+    fn store(&self, url: &str) -> ObjectStorage {
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        ObjectStorage::s3_with_options(
+            url,
+            &[
+                ("AWS_ACCESS_KEY_ID", "weir-test"),
+                ("AWS_SECRET_ACCESS_KEY", "weir-test"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT_URL", &endpoint),
+                ("AWS_ALLOW_HTTP", "true"),
+            ],
+        )
+        .expect("store")
+    }
+}
+
+/// `len` pseudo-random bytes (xorshift): nothing compresses or repeats.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+#[cfg_attr(
+    weir_skip_servers,
+    ignore = "WEIR_TEST_SKIP_SERVERS=1: needs the moto S3 server"
+)]
+fn put_if_absent_creates_once_in_s3() {
+    let moto = Moto::start("weir-test");
+    let store = moto.store("s3://weir-test/jobs/owner");
+    assert!(
+        store
+            .put_if_absent("owner/epoch-1", b"first")
+            .expect("create"),
+        "the first create wins"
+    );
+    assert!(
+        !store
+            .put_if_absent("owner/epoch-1", b"second")
+            .expect("second create"),
+        "the server ignored If-None-Match: the second create overwrote the object"
+    );
+    assert_eq!(
+        store.get_bytes("owner/epoch-1").expect("get"),
+        Some(b"first".to_vec()),
+        "the losing create wrote nothing"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    weir_skip_servers,
+    ignore = "WEIR_TEST_SKIP_SERVERS=1: needs the moto S3 server"
+)]
+fn a_large_file_round_trips_through_s3() {
+    let moto = Moto::start("weir-test");
+    let store = moto.store("s3://weir-test/jobs/big");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Five 8 MiB parts and a short sixth.
+    let data = noise(40 * 1024 * 1024 + 12_345, 42);
+    let local = dir.path().join("000010.sst");
+    std::fs::write(&local, &data).expect("write");
+    store
+        .put_file("shared/p0/000010.sst", &local)
+        .expect("put file");
+    assert_eq!(
+        store.size("shared/p0/000010.sst").expect("size"),
+        Some(data.len() as u64)
+    );
+    let back = dir.path().join("restored.sst");
+    store
+        .get_file("shared/p0/000010.sst", &back)
+        .expect("get file");
+    assert!(
+        std::fs::read(&back).expect("read") == data,
+        "the file came back different"
+    );
+    let err = store
+        .get_file("shared/p0/missing.sst", &dir.path().join("missing"))
+        .expect_err("a missing object is an error");
+    assert!(err.to_string().contains("shared/p0/missing.sst"), "{err}");
+}
+
+#[test]
+#[cfg_attr(
+    weir_skip_servers,
+    ignore = "WEIR_TEST_SKIP_SERVERS=1: needs the moto S3 server"
+)]
+fn list_modified_in_s3() {
+    let moto = Moto::start("weir-test");
+    let store = moto.store("s3://weir-test/jobs/list");
+    // S3 keeps times to the second (or millisecond): allow for rounding.
+    let before = SystemTime::now() - Duration::from_secs(2);
+    for key in ["shared/p0/b.sst", "shared/p0/a.sst", "shared/p1/c.sst"] {
+        store.put_bytes(key, b"x").expect("put");
+    }
+    let listed = store.list_modified("shared/p0/").expect("list");
+    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["shared/p0/a.sst", "shared/p0/b.sst"]);
+    assert_eq!(keys, store.list("shared/p0/").expect("list"));
+    let after = SystemTime::now() + Duration::from_secs(2);
+    for (key, at) in &listed {
+        assert!(
+            before <= *at && *at <= after,
+            "{key}: modified at {at:?}, not between {before:?} and {after:?}"
+        );
+    }
+    assert!(store.list_modified("nothing/").expect("list").is_empty());
+}
