@@ -228,3 +228,51 @@ fn sigterm_takes_a_final_checkpoint_exits_zero_and_the_next_run_resumes() {
     assert!(err.contains("stopped=false"), "{err}");
     fx.assert_exactly_once();
 }
+
+/// Someone who can write to the store plants a manifest naming files
+/// outside the state directory (with the size and checksum of a real
+/// checkpoint file): the job refuses it as a damaged checkpoint, restores
+/// the one before, and a canary file outside is untouched.
+#[test]
+fn a_hostile_manifest_writes_nothing_outside_the_state_directory() {
+    let fx = Fixture::new(40_000, 300, 13, 0);
+    let dir = fx.dir.path();
+    let store = dir.join("store");
+    let args = fx.args(&[
+        "--checkpoint-store",
+        store.to_str().expect("utf-8"),
+        "--checkpoint-interval-ms",
+        "0",
+        "--job-id",
+        "cef",
+    ]);
+    run_with_kills(&args, &[], 0, 0, &dir.join("first.log"), None);
+    let weir = env!("CARGO_BIN_EXE_weir");
+    let inspect = Command::new(weir)
+        .args(["checkpoints", "inspect", "--store", store.to_str().expect("utf-8"), "1000000001"])
+        .output()
+        .expect("runs");
+    let real: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("a manifest");
+    // The canary sits beside the state directory, where `../../` from a
+    // partition's restore folder points.
+    let canary = dir.join("canary");
+    std::fs::write(&canary, b"untouched").expect("canary");
+    let id = 1_000_000_002;
+    let planted = store
+        .join("jobs/cef")
+        .join(weir_state::snapshot::manifest_key(id));
+    std::fs::create_dir_all(planted.parent().expect("folder")).expect("mkdir");
+    std::fs::write(&planted, common::hostile_manifest(&real, id, &canary)).expect("plant");
+
+    let log = dir.join("second.log");
+    run_with_kills(&args, &[], 0, 0, &log, None);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("skipped a broken checkpoint") && text.contains("names file"),
+        "{text}"
+    );
+    let summary = text.lines().find(|l| l.contains("restored_checkpoint=")).expect("summary");
+    assert_eq!(summary_field(summary, "restored_checkpoint"), 1_000_000_001, "{text}");
+    assert_eq!(std::fs::read(&canary).expect("canary"), b"untouched");
+    fx.assert_exactly_once();
+}

@@ -1,90 +1,13 @@
-//! [`ObjectStorage`] against moto's S3 server (started on loopback by each
+//! weir_state's `ObjectStorage` against moto's S3 server (started on loopback by each
 //! test): conditional create (`If-None-Match: *`), a large file streamed up
 //! in parts and back, and listing with modification times.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use weir_state::{ObjectStorage, SnapshotStore};
-
-/// A moto S3 server on a free loopback port with one bucket, stopped on
-/// drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    /// Starts moto with the bucket `bucket`; a missing moto fails the test.
-    fn start(bucket: &str) -> Self {
-        let installed = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        common::server::required(
-            installed.then_some(()),
-            "moto",
-            "pip install 'moto[server]'",
-        );
-        let port = common::server::free_port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto starts");
-        let moto = Moto { child, port };
-        common::server::wait_listening(port, "moto", Duration::from_secs(60));
-        moto.create_bucket(bucket);
-        moto
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        write!(
-            s,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .expect("request");
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).expect("reply");
-        assert!(
-            reply.starts_with("HTTP/1.1 200"),
-            "bucket not created: {reply}"
-        );
-    }
-
-    /// A store on `url` in this server, configured without touching the
-    /// process environment.
-    fn store(&self, url: &str) -> ObjectStorage {
-        let endpoint = format!("http://127.0.0.1:{}", self.port);
-        ObjectStorage::s3_with_options(
-            url,
-            &[
-                ("AWS_ACCESS_KEY_ID", "weir-test"),
-                ("AWS_SECRET_ACCESS_KEY", "weir-test"),
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_ENDPOINT_URL", &endpoint),
-                ("AWS_ALLOW_HTTP", "true"),
-            ],
-        )
-        .expect("store")
-    }
-}
+use common::moto::Moto;
+use weir_state::SnapshotStore;
 
 /// `len` pseudo-random bytes (xorshift): nothing compresses or repeats.
 fn noise(len: usize, seed: u64) -> Vec<u8> {

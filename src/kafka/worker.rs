@@ -680,6 +680,9 @@ struct Worker<P: Processor> {
     last_error: Option<(Instant, String)>,
     /// Partitions whose checkpoints another worker took over, to release.
     fenced: Vec<i32>,
+    /// Partitions released that way, and when: taken back if the group
+    /// still assigns them after [`REACQUIRE_AFTER`].
+    released: BTreeMap<i32, Instant>,
     report: KafkaReport,
 }
 
@@ -1011,6 +1014,9 @@ where
     /// Final checkpoints for `partitions` (unless `lost`), offsets
     /// committed, actors stopped.
     fn revoke(&mut self, consumer: &BaseConsumer<GroupContext<P>>, partitions: &[i32], lost: bool) {
+        for p in partitions {
+            self.released.remove(p);
+        }
         let deadline = Instant::now() + self.kafka.revoke_deadline;
         let mut waiting = BTreeMap::new();
         for &p in partitions {
@@ -1073,20 +1079,59 @@ where
     }
 
     /// Releases the partitions another worker took over (their checkpoints
-    /// were refused): no final checkpoint and no commit. Until the group
-    /// takes them away (this worker's membership is stale), records of them
-    /// are dropped unprocessed, as for any partition not owned; they are
-    /// not paused, because a pause would outlive a later assignment of the
-    /// same partition to this worker.
+    /// were refused): no final checkpoint and no commit. Records of them
+    /// are dropped unprocessed, as for any partition not owned, until the
+    /// group acts: a stale member (paused, cut off) learns within a session
+    /// timeout that its assignment is gone. A partition the group still
+    /// gives this worker after [`REACQUIRE_AFTER`] (the other owner's claim
+    /// was the stale one, or the group handed it back without telling) is
+    /// taken back: a new owner epoch, a restore of the newest checkpoint,
+    /// and a seek to its position.
     fn release_fenced(&mut self, consumer: &BaseConsumer<GroupContext<P>>) {
-        if self.fenced.is_empty() {
+        if !self.fenced.is_empty() {
+            let fenced = std::mem::take(&mut self.fenced);
+            for &p in &fenced {
+                self.to_commit.remove(&p);
+            }
+            self.revoke(consumer, &fenced, true);
+            let now = Instant::now();
+            self.released.extend(fenced.iter().map(|&p| (p, now)));
+        }
+        let due: Vec<i32> = self
+            .released
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= REACQUIRE_AFTER)
+            .map(|(&p, _)| p)
+            .collect();
+        if due.is_empty() {
             return;
         }
-        let fenced = std::mem::take(&mut self.fenced);
-        for &p in &fenced {
-            self.to_commit.remove(&p);
+        let assigned = consumer.assignment().unwrap_or_default();
+        let mine: Vec<i32> = due
+            .iter()
+            .copied()
+            .filter(|&p| {
+                assigned
+                    .find_partition(&self.kafka.input_topic, p)
+                    .is_some()
+            })
+            .collect();
+        for p in &due {
+            self.released.remove(p);
         }
-        self.revoke(consumer, &fenced, true);
+        if mine.is_empty() {
+            return;
+        }
+        tracing::warn!(partitions = ?mine, "the group still assigns partitions whose checkpoints another worker took over; taking them back");
+        for (p, offset) in self.assign(&mine) {
+            if let Some(offset) = offset
+                && let Err(e) =
+                    consumer.seek(&self.kafka.input_topic, p, offset, Duration::from_secs(10))
+            {
+                self.fatal
+                    .get_or_insert(format!("partition {p}: seeking to {offset:?}: {e}"));
+            }
+        }
     }
 
     /// Releases every owned partition: with final checkpoints, unless
@@ -1100,6 +1145,9 @@ where
     /// the offsets to start from (`None`: the group's committed offset).
     fn assign(&mut self, partitions: &[i32]) -> BTreeMap<i32, Option<Offset>> {
         let started = Instant::now();
+        for p in partitions {
+            self.released.remove(p);
+        }
         // Owned (and restoring, so not ready) from now on.
         let progress: BTreeMap<i32, Arc<PartitionMetrics>> = partitions
             .iter()
@@ -1692,6 +1740,7 @@ where
                 fatal: None,
                 last_error: None,
                 fenced: Vec::new(),
+                released: BTreeMap::new(),
                 report: KafkaReport::default(),
             });
             consumer
@@ -1729,6 +1778,11 @@ where
         Ok(report)
     }
 }
+
+/// How long a partition released because another worker took over its
+/// checkpoints waits for the group to take it away (a stale member learns
+/// that within a session timeout) before this worker takes it back.
+const REACQUIRE_AFTER: Duration = Duration::from_secs(20);
 
 /// How long a worker waits for its first assignment before `/readyz` says
 /// ready without one (longer than the default session timeout).

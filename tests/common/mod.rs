@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod broker;
 pub mod kafka;
+pub mod moto;
 pub mod server;
 pub mod tls;
 
@@ -313,6 +314,35 @@ pub fn assert_resumed(log: &Path, lines: usize) {
         read < lines as u64,
         "the last run read {read} of {lines} lines: it started over: {summary}"
     );
+}
+
+/// A manifest planted by someone who can write to the store: `real` (a
+/// manifest as `weir checkpoints inspect` prints it) as checkpoint `id`,
+/// with partition 0 also naming a stored file (right size and checksum)
+/// as `../../<canary>` and as the absolute path `canary`, and a key that
+/// climbs out of the store. Restoring it must write nothing outside the
+/// state directory.
+pub fn hostile_manifest(real: &serde_json::Value, id: u64, canary: &Path) -> Vec<u8> {
+    let mut m = real.clone();
+    for extra in ["area", "total_bytes", "age"] {
+        m.as_object_mut().expect("a manifest").remove(extra);
+    }
+    m["checkpoint_id"] = id.into();
+    let files = m["partitions"][0]["files"]
+        .as_array_mut()
+        .expect("partition 0 has files");
+    let real_file = files[0].clone();
+    let name = canary.file_name().expect("a file").to_string_lossy();
+    let mut climbing = real_file.clone();
+    climbing["name"] = format!("../../{name}").into();
+    let mut absolute = real_file.clone();
+    absolute["name"] = canary.to_string_lossy().into_owned().into();
+    let mut outside = real_file;
+    outside["key"] = format!("../../../../{name}").into();
+    files.insert(0, climbing);
+    files.insert(0, absolute);
+    files.insert(0, outside);
+    serde_json::to_vec_pretty(&m).expect("json")
 }
 
 /// A data set written to `events.cef` in a temporary folder, with the
