@@ -183,13 +183,7 @@ fn write_files(dir: &Path, total: u64, count: u64) -> anyhow::Result<u64> {
         let mut f = fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
         let mut left = size;
         while left > 0 {
-            // xorshift: incompressible, so no layer can shortcut the bytes.
-            for word in buf.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                word.copy_from_slice(&x.to_le_bytes());
-            }
+            weir_state::testing::fill_noise(&mut buf, &mut x);
             let n = left.min(MIB) as usize;
             f.write_all(&buf[..n])
                 .with_context(|| format!("{}", path.display()))?;

@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::broker::{Kafka, Mock};
@@ -47,25 +46,8 @@ fn assert_reference(g: &Group<'_>, data: &DataSet, workers: &[&Worker]) {
 /// `weir checkpoints list` over the group's store.
 fn store_listing(dir: &Path, job: Option<&str>) -> String {
     let store = dir.join("store");
-    let mut args = vec![
-        "checkpoints".to_string(),
-        "list".into(),
-        "--store".into(),
-        store.to_str().expect("utf-8").into(),
-    ];
-    if let Some(job) = job {
-        args.extend(["--job".to_string(), job.to_string()]);
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(&args)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let extra: Vec<&str> = job.map(|j| vec!["--job", j]).unwrap_or_default();
+    common::list_checkpoints_cli(store.to_str().expect("utf-8"), &extra, &[])
 }
 
 #[test]

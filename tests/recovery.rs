@@ -6,7 +6,23 @@ mod common;
 
 use std::process::Command;
 
-use common::{Fixture, assert_resumed, example_bin, run_with_kills, summary_field};
+use common::{
+    Fixture, assert_resumed, checkpoint_rows, checkpoints_cli, example_bin, inspect_checkpoint,
+    list_checkpoints_cli, run_with_kills, summary_field,
+};
+
+/// Arguments for job `cef` checkpointing only at the end of input, into
+/// the store directory `store`.
+fn checkpoints_at_the_end(fx: &Fixture, store: &std::path::Path) -> Vec<String> {
+    fx.args(&[
+        "--checkpoint-store",
+        store.to_str().expect("utf-8"),
+        "--checkpoint-interval-ms",
+        "0",
+        "--job-id",
+        "cef",
+    ])
+}
 
 #[test]
 fn sigkill_twenty_times_loses_nothing_and_repeats_nothing() {
@@ -36,40 +52,16 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     let fx = Fixture::new(40_000, 300, 5, 0);
     let dir = fx.dir.path();
     let store = dir.join("store");
-    let args = fx.args(&[
-        "--checkpoint-store",
-        store.to_str().expect("utf-8"),
-        "--checkpoint-interval-ms",
-        "0",
-        "--job-id",
-        "cef",
-    ]);
+    let args = checkpoints_at_the_end(&fx, &store);
     // The job's folder in the store.
     let area = store.join("jobs").join("cef");
     run_with_kills(&args, &[], 0, 0, &dir.join("first.log"), None);
     // Two complete checkpoints now: the end-of-input one of this run ...
     run_with_kills(&args, &[], 0, 0, &dir.join("second.log"), None);
     // ... and the one of the second run. The CLI shows both.
-    let weir = env!("CARGO_BIN_EXE_weir");
-    let list = Command::new(weir)
-        .args([
-            "checkpoints",
-            "list",
-            "--store",
-            store.to_str().expect("utf-8"),
-        ])
-        .output()
-        .expect("runs");
-    assert!(list.status.success());
-    let list = String::from_utf8_lossy(&list.stdout).to_string();
-    let rows: Vec<&str> = list
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|id| id.parse::<u64>().is_ok())
-        })
-        .collect();
+    let url = store.to_str().expect("utf-8");
+    let list = list_checkpoints_cli(url, &[], &[]);
+    let rows = checkpoint_rows(&list);
     let ids: Vec<u64> = rows
         .iter()
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
@@ -87,32 +79,12 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         rows[0].contains(&end.to_string()),
         "position is the end of input: {list}"
     );
-    let inspect = Command::new(weir)
-        .args([
-            "checkpoints",
-            "inspect",
-            "--store",
-            store.to_str().expect("utf-8"),
-            &ids[1].to_string(),
-        ])
-        .output()
-        .expect("runs");
-    let v: serde_json::Value =
-        serde_json::from_slice(&inspect.stdout).expect("inspect prints JSON");
+    let v = inspect_checkpoint(url, ids[1], &[]);
     assert_eq!(v["checkpoint_id"], ids[1]);
     assert_eq!(v["partitions"].as_array().expect("partitions").len(), 4);
     assert!(v["partitions"][0]["files"][0]["crc32"].is_u64());
     assert!(v["sinks"]["output"].as_u64().expect("output length") > 0);
-    let missing = Command::new(weir)
-        .args([
-            "checkpoints",
-            "inspect",
-            "--store",
-            store.to_str().expect("utf-8"),
-            "999",
-        ])
-        .output()
-        .expect("runs");
+    let missing = checkpoints_cli("inspect", url, &["999"], &[]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("checkpoint 999"));
 
@@ -124,16 +96,7 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         .expect("a checkpoint");
     let current = newest.join("p0").join("CURRENT");
     std::fs::write(&current, b"garbage").expect("corrupt");
-    let list = Command::new(weir)
-        .args([
-            "checkpoints",
-            "list",
-            "--store",
-            store.to_str().expect("utf-8"),
-        ])
-        .output()
-        .expect("runs");
-    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    let list = list_checkpoints_cli(url, &[], &[]);
     assert!(
         list.contains("DAMAGED"),
         "the CLI sees the wrong size: {list}"
@@ -238,21 +201,9 @@ fn a_hostile_manifest_writes_nothing_outside_the_state_directory() {
     let fx = Fixture::new(40_000, 300, 13, 0);
     let dir = fx.dir.path();
     let store = dir.join("store");
-    let args = fx.args(&[
-        "--checkpoint-store",
-        store.to_str().expect("utf-8"),
-        "--checkpoint-interval-ms",
-        "0",
-        "--job-id",
-        "cef",
-    ]);
+    let args = checkpoints_at_the_end(&fx, &store);
     run_with_kills(&args, &[], 0, 0, &dir.join("first.log"), None);
-    let weir = env!("CARGO_BIN_EXE_weir");
-    let inspect = Command::new(weir)
-        .args(["checkpoints", "inspect", "--store", store.to_str().expect("utf-8"), "1000000001"])
-        .output()
-        .expect("runs");
-    let real: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("a manifest");
+    let real = inspect_checkpoint(store.to_str().expect("utf-8"), 1_000_000_001, &[]);
     // The canary sits beside the state directory, where `../../` from a
     // partition's restore folder points.
     let canary = dir.join("canary");
@@ -271,8 +222,15 @@ fn a_hostile_manifest_writes_nothing_outside_the_state_directory() {
         text.contains("skipped a broken checkpoint") && text.contains("names file"),
         "{text}"
     );
-    let summary = text.lines().find(|l| l.contains("restored_checkpoint=")).expect("summary");
-    assert_eq!(summary_field(summary, "restored_checkpoint"), 1_000_000_001, "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.contains("restored_checkpoint="))
+        .expect("summary");
+    assert_eq!(
+        summary_field(summary, "restored_checkpoint"),
+        1_000_000_001,
+        "{text}"
+    );
     assert_eq!(std::fs::read(&canary).expect("canary"), b"untouched");
     fx.assert_exactly_once();
 }

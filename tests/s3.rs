@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::moto::Moto;
 use common::{Fixture, assert_resumed, run_with_kills};
+
+/// The checkpoint store in moto's bucket.
+const STORE: &str = "s3://weir-test/jobs/cef";
 
 #[test]
 #[cfg_attr(weir_skip_servers, ignore = "WEIR_TEST_SKIP_SERVERS=1: needs moto")]
@@ -15,7 +16,7 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
     let fx = Fixture::new(1_000_000, 2_000, 23, 997);
     let args = fx.args(&[
         "--checkpoint-store",
-        "s3://weir-test/jobs/cef",
+        STORE,
         "--checkpoint-interval-ms",
         "200",
         "--job-id",
@@ -23,7 +24,7 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
     ]);
     let env = moto.env();
     let log = fx.dir.path().join("run.log");
-    let kills = run_with_kills(&args, &env, 20, 17, &log, Some("s3://weir-test/jobs/cef"));
+    let kills = run_with_kills(&args, &env, 20, 17, &log, Some(STORE));
     assert!(
         kills >= 20,
         "only {kills} kills landed before the run finished"
@@ -33,20 +34,8 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
     fx.assert_exactly_once();
 
     // The checkpoints are really in the bucket.
-    let list = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["checkpoints", "list", "--store", "s3://weir-test/jobs/cef"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("runs");
-    let list = String::from_utf8_lossy(&list.stdout);
-    let rows: Vec<&str> = list
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|id| id.parse::<u64>().is_ok())
-        })
-        .collect();
+    let list = common::list_checkpoints_cli(STORE, &[], &env);
+    let rows = common::checkpoint_rows(&list);
     assert!(!rows.is_empty(), "{list}");
     assert!(rows.iter().all(|r| r.ends_with("present")), "{list}");
     assert!(list.starts_with("job cef  area jobs/cef  epoch"), "{list}");
@@ -54,21 +43,19 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
     // A hostile manifest planted in the bucket (names outside the state
     // directory, a real file's size and checksum) is refused as damaged;
     // the run restores the checkpoint before it and the canary is intact.
-    let newest = common::newest_checkpoint("s3://weir-test/jobs/cef", &env);
-    let inspect = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["checkpoints", "inspect", "--store", "s3://weir-test/jobs/cef"])
-        .arg(newest.to_string())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("runs");
-    let real: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("a manifest");
+    let newest = common::newest_checkpoint(STORE, &env);
+    let real = common::inspect_checkpoint(STORE, newest, &env);
     let canary = fx.dir.path().join("canary");
     std::fs::write(&canary, b"untouched").expect("canary");
     let key = format!(
         "jobs/cef/jobs/cef/{}",
         weir_state::snapshot::manifest_key(newest + 1)
     );
-    moto.put_object("weir-test", &key, &common::hostile_manifest(&real, newest + 1, &canary));
+    moto.put_object(
+        "weir-test",
+        &key,
+        &common::hostile_manifest(&real, newest + 1, &canary),
+    );
     let log = fx.dir.path().join("hostile.log");
     run_with_kills(&args, &env, 0, 0, &log, None);
     let text = std::fs::read_to_string(&log).expect("log");
@@ -76,8 +63,15 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
         text.contains("skipped a broken checkpoint") && text.contains("names file"),
         "{text}"
     );
-    let summary = text.lines().find(|l| l.contains("restored_checkpoint=")).expect("summary");
-    assert_eq!(common::summary_field(summary, "restored_checkpoint"), newest, "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.contains("restored_checkpoint="))
+        .expect("summary");
+    assert_eq!(
+        common::summary_field(summary, "restored_checkpoint"),
+        newest,
+        "{text}"
+    );
     assert_eq!(std::fs::read(&canary).expect("canary"), b"untouched");
     fx.assert_exactly_once();
 }

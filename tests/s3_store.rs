@@ -9,20 +9,6 @@ use std::time::{Duration, SystemTime};
 use common::moto::Moto;
 use weir_state::SnapshotStore;
 
-/// `len` pseudo-random bytes (xorshift): nothing compresses or repeats.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[test]
 #[cfg_attr(
     weir_skip_servers,
@@ -60,7 +46,7 @@ fn a_large_file_round_trips_through_s3() {
     let store = moto.store("s3://weir-test/jobs/big");
     let dir = tempfile::tempdir().expect("tempdir");
     // Five 8 MiB parts and a short sixth.
-    let data = noise(40 * 1024 * 1024 + 12_345, 42);
+    let data = weir_state::testing::noise(40 * 1024 * 1024 + 12_345, 42);
     let local = dir.path().join("000010.sst");
     std::fs::write(&local, &data).expect("write");
     store

@@ -20,6 +20,8 @@ pub mod object;
 pub mod owner;
 pub mod snapshot;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod value;
 
 pub use codec::KeyCodec;

@@ -423,21 +423,6 @@ mod tests {
         .expect("store")
     }
 
-    /// `len` pseudo-random bytes (xorshift), so nothing is trivially
-    /// repetitive.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-
     #[test]
     fn the_store_contract_over_an_in_memory_object_store() {
         let store = in_memory("jobs/a");
@@ -539,7 +524,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let data = noise(len, i as u64 + 7);
+            let data = crate::testing::noise(len, i as u64 + 7);
             let local = dir.path().join(format!("in-{i}"));
             std::fs::write(&local, &data).expect("write");
             let key = format!("shared/p0/{i}.sst");

@@ -216,16 +216,61 @@ pub fn read_alerts(path: &Path) -> Vec<(String, i64, u32, u32, i64)> {
         .collect()
 }
 
+/// `weir checkpoints <command> --store <store> <extra>` with `env`.
+pub fn checkpoints_cli(
+    command: &str,
+    store: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["checkpoints", command, "--store", store])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("weir runs")
+}
+
+/// What `weir checkpoints list` prints for `store` (it must succeed).
+pub fn list_checkpoints_cli(store: &str, extra: &[&str], env: &[(&str, String)]) -> String {
+    let out = checkpoints_cli("list", store, extra, env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The checkpoint rows of a `weir checkpoints list`: lines that start
+/// with an id.
+pub fn checkpoint_rows(list: &str) -> Vec<&str> {
+    list.lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| id.parse::<u64>().is_ok())
+        })
+        .collect()
+}
+
+/// The manifest `weir checkpoints inspect` prints for checkpoint `id`.
+pub fn inspect_checkpoint(store: &str, id: u64, env: &[(&str, String)]) -> serde_json::Value {
+    let out = checkpoints_cli("inspect", store, &[&id.to_string()], env);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspect {id} printed no manifest ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// The highest checkpoint id in the store at `url` (any job), as `weir
 /// checkpoints list` shows it; 0 when it holds none.
 pub fn newest_checkpoint(url: &str, env: &[(&str, String)]) -> u64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["checkpoints", "list", "--store", url])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("weir runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let out = checkpoints_cli("list", url, &[], env);
+    checkpoint_rows(&String::from_utf8_lossy(&out.stdout))
+        .iter()
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         .max()
         .unwrap_or(0)
