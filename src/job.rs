@@ -692,7 +692,7 @@ pub(crate) fn derived_job_id(input: &str, processor: &str) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         .take(48)
         .collect();
     let stem = stem.trim_start_matches(['.', '_', '-']);
@@ -987,4 +987,27 @@ where
         inject_requested(coordinator, actors, outlet, end.position)?;
     }
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derived_job_id;
+
+    #[test]
+    fn derived_job_ids_name_the_input_and_tell_jobs_apart() {
+        let file = derived_job_id("/data/in/events.cef", "cef::Alerts");
+        assert!(file.starts_with("events-"), "{file}");
+        let generated = derived_job_id("generator(events=10, keys=2, seed=1)", "cef::Alerts");
+        assert!(generated.starts_with("generator-"), "{generated}");
+        let other = derived_job_id("/data/in/events.cef", "cef::Other");
+        assert_ne!(file, other, "another processor is another job");
+        assert_ne!(file, derived_job_id("/data/out/events.cef", "cef::Alerts"));
+        for id in [file, generated, other, derived_job_id("(", "p")] {
+            weir_state::owner::validate_job_id(&id).expect("a valid job id");
+        }
+        assert_eq!(
+            derived_job_id("/x/.hidden", "p").split('-').next(),
+            Some("hidden")
+        );
+    }
 }
