@@ -595,6 +595,10 @@ pub(crate) fn recover(
     metrics: &Metrics,
 ) -> Result<(Arc<dyn SnapshotStore>, Owner, Recovery)> {
     let area: Arc<dyn SnapshotStore> = Arc::new(job_area(&settings.store, job_id));
+    // Before taking the area, so a refusal leaves nothing behind.
+    if list_checkpoints(area.as_ref())?.is_empty() {
+        look_around(settings.store.as_ref(), job_id, "", settings.start_empty)?;
+    }
     let (owner, _) = Owner::take(area.as_ref(), job_id, settings)?;
     let all: Vec<u32> = (0..partitions).collect();
     let recovery = restore_newest(
@@ -605,9 +609,6 @@ pub(crate) fn recover(
         settings.start_empty,
         metrics,
     )?;
-    if recovery.manifest.is_none() {
-        look_around(settings.store.as_ref(), job_id, "", settings.start_empty)?;
-    }
     Ok((area, owner, recovery))
 }
 

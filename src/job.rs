@@ -327,7 +327,10 @@ where
         let env = StateEnv::new(&settings.state_dir, settings.memory)?;
         let _lock = lock_state_dir(&settings)?;
         let job_id = job_id(&settings, || {
-            derived_job_id(&source.describe(), std::any::type_name::<P>())
+            // The same file however its path is spelled.
+            let input = source.describe();
+            let input = std::fs::canonicalize(&input).map_or(input, |p| p.display().to_string());
+            derived_job_id(&input, std::any::type_name::<P>())
         })?;
         check_layout(&settings, &n.to_string(), &job_id)?;
         let interval = settings.checkpoints.as_ref().and_then(|c| c.interval);

@@ -55,7 +55,11 @@ enum CheckpointsCommand {
 
 fn age(created_at_ms: i64) -> String {
     use weir::Clock as _;
-    let secs = (weir::SystemClock.now_ms() - created_at_ms).max(0) / 1000;
+    let secs = weir::SystemClock
+        .now_ms()
+        .saturating_sub(created_at_ms)
+        .max(0)
+        / 1000;
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

@@ -23,8 +23,8 @@
 //!    under `<topic>/p<N>/` in the snapshot store and writes the manifest.
 //! 4. The poll thread then commits the position as the group's offset.
 //!
-//! The checkpoint, not the committed offset, is the truth on restore: the
-//! committed offset is only used when a partition has no checkpoint.
+//! The checkpoint, not the committed offset, is the truth on restore: a
+//! partition without a checkpoint reads from the log start.
 //!
 //! ## Rebalances
 //! - **Revoke**: queued records of the partition are dropped (the next
@@ -36,8 +36,7 @@
 //! - **Assign**: each new partition is restored from its newest usable
 //!   checkpoint (in parallel, one thread per partition), its actor started,
 //!   and the partition assigned at the checkpoint's offset (no checkpoint:
-//!   the committed offset, else `auto.offset.reset`, for a partition never
-//!   owned before; the log start for one that was, see [`start_at`]). With the cooperative
+//!   the log start, never the committed offset, see [`start_at`]). With the cooperative
 //!   protocol only moved partitions are touched; the others keep running.
 //!
 //! Outputs are at-least-once: after a crash the records since the last
@@ -63,6 +62,7 @@ use weir_actors::{
     Clock, DeadLetter, Envelope, InputBatch, Outlet, PartitionCheckpoint, PartitionMsg, Processor,
     SystemClock,
 };
+use weir_state::snapshot::list_checkpoints;
 use weir_state::{Prefixed, SnapshotStore, StateEnv};
 
 use super::Properties;
@@ -503,12 +503,11 @@ fn partition_area(topic: &str, partition: i32) -> String {
 }
 
 /// Where a newly assigned partition starts reading: at its checkpoint's
-/// position; without one, at the committed offset (else
-/// `auto.offset.reset`) only if the partition never had an owner before.
-/// Otherwise the committed offset may belong to a checkpoint this restore
-/// could not take (damaged, or written by a superseded owner), and reading
-/// from there with empty state would lose what came before: it starts at
-/// the log's start instead, rebuilding the state.
+/// position; without one, at the log's start, never at the group's
+/// committed offset. A committed offset without a checkpoint to go with it
+/// (the job id or the store changed, the checkpoints were damaged or
+/// written by a superseded owner) would mean reading on with empty state,
+/// losing what came before; reading from the start rebuilds the state.
 fn start_at(
     partition: i32,
     position: Option<i64>,
@@ -518,15 +517,13 @@ fn start_at(
     if let Some(offset) = position {
         return Some(Offset::Offset(offset));
     }
-    let owned_before = recovery.highest > 0 || weir_state::owner::epoch_of(first_id) > 1;
-    if !owned_before {
-        return None;
+    if recovery.highest > 0 || weir_state::owner::epoch_of(first_id) > 1 {
+        tracing::warn!(
+            partition,
+            highest_checkpoint = recovery.highest,
+            "no checkpoint restored for a partition that had owners before: reading it from the log start to rebuild its state"
+        );
     }
-    tracing::warn!(
-        partition,
-        highest_checkpoint = recovery.highest,
-        "no checkpoint restored for a partition that had owners before: reading it from the log start to rebuild its state"
-    );
     Some(Offset::Beginning)
 }
 
@@ -679,7 +676,7 @@ struct Worker<P: Processor> {
     /// The consumer's last error and when it came, for stall messages.
     last_error: Option<(Instant, String)>,
     /// Partitions whose checkpoints another worker took over, to release.
-    fenced: Vec<i32>,
+    fenced: Vec<(i32, u64)>,
     /// Partitions released that way, and when: taken back if the group
     /// still assigns them after [`REACQUIRE_AFTER`].
     released: BTreeMap<i32, Instant>,
@@ -972,7 +969,7 @@ where
                 if d.fenced {
                     tracing::error!(partition = d.partition, checkpoint = d.id, error = %e, "checkpoint refused: another worker owns the partition's checkpoints now; releasing it");
                     if current {
-                        self.fenced.push(d.partition);
+                        self.fenced.push((d.partition, d.generation));
                     }
                 } else {
                     tracing::warn!(partition = d.partition, checkpoint = d.id, error = %e, "checkpoint failed");
@@ -1089,7 +1086,13 @@ where
     /// and a seek to its position.
     fn release_fenced(&mut self, consumer: &BaseConsumer<GroupContext<P>>) {
         if !self.fenced.is_empty() {
-            let fenced = std::mem::take(&mut self.fenced);
+            // Only the assignment that was refused: the group may have
+            // assigned the partition anew meanwhile.
+            let fenced: Vec<i32> = std::mem::take(&mut self.fenced)
+                .into_iter()
+                .filter(|&(p, g)| self.owned.get(&p).is_some_and(|o| o.generation == g))
+                .map(|(p, _)| p)
+                .collect();
             for &p in &fenced {
                 self.to_commit.remove(&p);
             }
@@ -1123,6 +1126,11 @@ where
             return;
         }
         tracing::warn!(partitions = ?mine, "the group still assigns partitions whose checkpoints another worker took over; taking them back");
+        // A pause for backlog outlives the release; the new owner starts
+        // unpaused.
+        if let Err(e) = consumer.resume(&self.tpl(mine.iter().copied())) {
+            tracing::warn!(error = %e, "resuming partitions taken back failed");
+        }
         for (p, offset) in self.assign(&mine) {
             if let Some(offset) = offset
                 && let Err(e) =
@@ -1142,7 +1150,7 @@ where
     }
 
     /// Restores `partitions` (in parallel), starts their actors and returns
-    /// the offsets to start from (`None`: the group's committed offset).
+    /// the offsets to start from.
     fn assign(&mut self, partitions: &[i32]) -> BTreeMap<i32, Option<Offset>> {
         let started = Instant::now();
         for p in partitions {
@@ -1174,8 +1182,14 @@ where
                                 Error::Config("Kafka mode needs checkpoints".into())
                             })?;
                             let store = partition_store(root, job, topic, p);
-                            let (owner, _) = Owner::take(&store, job, checkpoints)?;
                             let start_empty = checkpoints.start_empty;
+                            // Before taking the area, so a refusal leaves
+                            // nothing behind.
+                            if list_checkpoints(&store)?.is_empty() {
+                                let legacy = partition_area(topic, p);
+                                look_around(root.as_ref(), job, &legacy, start_empty)?;
+                            }
+                            let (owner, _) = Owner::take(&store, job, checkpoints)?;
                             let recovery = restore_newest(
                                 &store,
                                 job,
@@ -1184,10 +1198,6 @@ where
                                 start_empty,
                                 metrics,
                             )?;
-                            if recovery.manifest.is_none() {
-                                let legacy = partition_area(topic, p);
-                                look_around(root.as_ref(), job, &legacy, start_empty)?;
-                            }
                             Ok((recovery, owner))
                         }),
                     )

@@ -21,7 +21,9 @@
 //! `e` can still land after epoch `e + 1` was taken; [`eligibility`] keeps
 //! such a manifest out of every restore: a checkpoint of epoch `e` counts
 //! only if its id is at most the seal of every later epoch, that is, if it
-//! was already there when each later owner took over.
+//! was already there when each later owner took over. Epoch records are
+//! never deleted (one small file per takeover): [`superseded`] and the
+//! seals need them.
 
 use std::time::Duration;
 
@@ -132,7 +134,14 @@ pub fn take(store: &dyn SnapshotStore, job_id: &str, owner: &str, now_ms: i64) -
         // Checkpoints first: a manifest listed here was written before the
         // epoch below exists, so it is sealed in.
         let sealed = list_checkpoints(store)?.last().copied().unwrap_or(0);
-        let next = list_epochs(store)?.last().copied().unwrap_or(0) + 1;
+        // Above every epoch recorded and every epoch a checkpoint carries,
+        // so no id is ever written twice even if owner records were lost.
+        let next = list_epochs(store)?
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(epoch_of(sealed))
+            + 1;
         let epoch = Epoch {
             job_id: job_id.to_string(),
             epoch: next,
@@ -184,7 +193,11 @@ pub fn eligibility(ids: &[u64], epochs: &[Epoch]) -> Eligibility {
     let mut out = Eligibility::default();
     for &id in ids {
         let e = epoch_of(id);
-        let verdict = if e > newest && e > 0 {
+        let verdict = if e == 0 {
+            // Written before epochs (format 1, moved here by an operator):
+            // no owner wrote it after being superseded.
+            None
+        } else if e > newest {
             Some(format!("written in epoch {e}, which no owner took"))
         } else {
             epochs
@@ -204,17 +217,6 @@ pub fn eligibility(ids: &[u64], epochs: &[Epoch]) -> Eligibility {
         }
     }
     out
-}
-
-/// Epoch records no kept checkpoint needs: those below the oldest kept
-/// checkpoint's epoch, except the newest (the current owner).
-pub(crate) fn obsolete_epochs(epochs: &[Epoch], oldest_kept: u64) -> Vec<String> {
-    let newest = epochs.iter().map(|e| e.epoch).max().unwrap_or(0);
-    epochs
-        .iter()
-        .filter(|e| e.epoch < epoch_of(oldest_kept) && e.epoch != newest)
-        .map(|e| epoch_key(e.epoch))
-        .collect()
 }
 
 /// How long pruning leaves an unreferenced object alone after it was
@@ -290,8 +292,9 @@ mod tests {
         let excluded: Vec<u64> = e.excluded.iter().map(|(id, _)| *id).collect();
         assert_eq!(excluded, vec![checkpoint_id(1, 3), checkpoint_id(5, 1)]);
         assert!(e.excluded[0].1.contains("after epoch 2 took over"), "{e:?}");
-        // Checkpoints from before epochs count until an epoch seals past them.
-        assert_eq!(eligibility(&[4, 5], &[epoch(1, 4)]).eligible, vec![4]);
+        // Checkpoints from before epochs always count: an operator may move
+        // them into an area an epoch was already taken in.
+        assert_eq!(eligibility(&[4, 5], &[epoch(1, 0)]).eligible, vec![4, 5]);
         assert_eq!(eligibility(&[4, 5], &[]).eligible, vec![4, 5]);
     }
 
@@ -307,6 +310,14 @@ mod tests {
             .expect("put");
         let second = take(&store, "j", "b", 2).expect("take");
         assert_eq!((second.epoch, second.sealed), (2, checkpoint_id(1, 1)));
+        // Checkpoints of a later epoch without its record (moved here, or
+        // the record lost) push the next epoch past them.
+        let moved = tempfile::tempdir().expect("tempdir");
+        let other = LocalDirStore::new(moved.path()).expect("store");
+        other
+            .put_bytes(&crate::snapshot::manifest_key(checkpoint_id(4, 2)), b"{}")
+            .expect("put");
+        assert_eq!(take(&other, "j", "c", 3).expect("take").epoch, 5);
         let err = check_owner(&store, 1).unwrap_err();
         assert!(
             matches!(

@@ -556,9 +556,9 @@ pub fn prune(store: &dyn SnapshotStore, keep: Retention) -> Result<usize> {
                 .map(|f| f.key),
         );
     }
-    let Some(&oldest_kept) = kept.iter().next() else {
+    if kept.is_empty() {
         return Ok(0);
-    };
+    }
     let mut deleted = 0;
     // Manifests first, so a crash midway never leaves a manifest whose files
     // are gone.
@@ -582,10 +582,6 @@ pub fn prune(store: &dyn SnapshotStore, keep: Retention) -> Result<usize> {
             store.delete(&key)?;
             deleted += 1;
         }
-    }
-    for key in crate::owner::obsolete_epochs(&epochs, oldest_kept) {
-        store.delete(&key)?;
-        deleted += 1;
     }
     Ok(deleted)
 }
@@ -799,7 +795,8 @@ impl SnapshotStore for LocalDirStore {
                     stack.push(path);
                 } else if let Ok(rel) = path.strip_prefix(&self.root) {
                     let key = rel.to_string_lossy().replace('\\', "/");
-                    if key.starts_with(prefix) && !key.contains(".tmp-") && is_safe_key(&key) {
+                    let temporary = key.rsplit('/').next().is_some_and(|n| n.contains(".tmp-"));
+                    if key.starts_with(prefix) && !temporary && is_safe_key(&key) {
                         out.push(key);
                     }
                 }
