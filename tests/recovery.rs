@@ -217,20 +217,6 @@ fn a_hostile_manifest_writes_nothing_outside_the_state_directory() {
 
     let log = dir.join("second.log");
     run_with_kills(&args, &[], 0, 0, &log, None);
-    let text = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        text.contains("skipped a broken checkpoint") && text.contains("names file"),
-        "{text}"
-    );
-    let summary = text
-        .lines()
-        .find(|l| l.contains("restored_checkpoint="))
-        .expect("summary");
-    assert_eq!(
-        summary_field(summary, "restored_checkpoint"),
-        1_000_000_001,
-        "{text}"
-    );
-    assert_eq!(std::fs::read(&canary).expect("canary"), b"untouched");
+    common::assert_hostile_refused(&log, 1_000_000_001, &canary);
     fx.assert_exactly_once();
 }

@@ -58,20 +58,6 @@ fn sigkill_twenty_times_with_checkpoints_in_s3() {
     );
     let log = fx.dir.path().join("hostile.log");
     run_with_kills(&args, &env, 0, 0, &log, None);
-    let text = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        text.contains("skipped a broken checkpoint") && text.contains("names file"),
-        "{text}"
-    );
-    let summary = text
-        .lines()
-        .find(|l| l.contains("restored_checkpoint="))
-        .expect("summary");
-    assert_eq!(
-        common::summary_field(summary, "restored_checkpoint"),
-        newest,
-        "{text}"
-    );
-    assert_eq!(std::fs::read(&canary).expect("canary"), b"untouched");
+    common::assert_hostile_refused(&log, newest, &canary);
     fx.assert_exactly_once();
 }

@@ -390,6 +390,26 @@ pub fn hostile_manifest(real: &serde_json::Value, id: u64, canary: &Path) -> Vec
     serde_json::to_vec_pretty(&m).expect("json")
 }
 
+/// The run logged in `log` refused the planted manifest as damaged,
+/// restored checkpoint `restored` instead, and left `canary` untouched.
+pub fn assert_hostile_refused(log: &Path, restored: u64, canary: &Path) {
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(
+        text.contains("skipped a broken checkpoint") && text.contains("names file"),
+        "{text}"
+    );
+    let summary = text
+        .lines()
+        .find(|l| l.contains("restored_checkpoint="))
+        .expect("summary");
+    assert_eq!(
+        summary_field(summary, "restored_checkpoint"),
+        restored,
+        "{text}"
+    );
+    assert_eq!(std::fs::read(canary).expect("canary"), b"untouched");
+}
+
 /// A data set written to `events.cef` in a temporary folder, with the
 /// paths a `cef_alerts` run over it uses.
 pub struct Fixture {
