@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use weir_actors::Clock;
 use weir_actors::PartitionCheckpoint;
 use weir_actors::SystemClock;
-use weir_state::owner::{self, Epoch};
+use weir_state::owner;
 use weir_state::snapshot::{
     self, MANIFEST_FORMAT_VERSION, PartitionSnapshot, Retention, UploadStats, choose_checkpoint,
     list_checkpoints, load_manifest, manifest_key, restore_partition_with,
@@ -112,7 +112,7 @@ impl Owner {
         area: &dyn SnapshotStore,
         job_id: &str,
         settings: &CheckpointSettings,
-    ) -> Result<(Self, Epoch)> {
+    ) -> Result<Self> {
         let who = format!(
             "{}/{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
@@ -120,15 +120,12 @@ impl Owner {
         );
         let epoch = owner::take(area, job_id, &who, SystemClock.now_ms())?;
         tracing::info!(store = %area.describe(), epoch = epoch.epoch, sealed = epoch.sealed, "took the checkpoint area");
-        Ok((
-            Self {
-                job_id: job_id.to_string(),
-                epoch: epoch.epoch,
-                retain: settings.retain.max(1),
-                grace: settings.prune_grace,
-            },
-            epoch,
-        ))
+        Ok(Self {
+            job_id: job_id.to_string(),
+            epoch: epoch.epoch,
+            retain: settings.retain.max(1),
+            grace: settings.prune_grace,
+        })
     }
 
     /// The id of this owner's first checkpoint.
@@ -151,7 +148,7 @@ pub(crate) fn is_fenced(e: &Error) -> bool {
 /// when `root` holds checkpoints written before job ids at `legacy` (they
 /// may be this job's: moving them under `jobs/<job>/` keeps them), unless
 /// `start_empty`; says which other jobs the store holds.
-pub(crate) fn look_around(
+fn look_around(
     root: &dyn SnapshotStore,
     job_id: &str,
     legacy: &str,
@@ -595,28 +592,44 @@ pub(crate) fn recover(
     metrics: &Metrics,
 ) -> Result<(Arc<dyn SnapshotStore>, Owner, Recovery)> {
     let area: Arc<dyn SnapshotStore> = Arc::new(job_area(&settings.store, job_id));
-    // Before taking the area, so a refusal leaves nothing behind.
-    if list_checkpoints(area.as_ref())?.is_empty() {
-        look_around(settings.store.as_ref(), job_id, "", settings.start_empty)?;
-    }
-    let (owner, _) = Owner::take(area.as_ref(), job_id, settings)?;
     let all: Vec<u32> = (0..partitions).collect();
-    let recovery = restore_newest(
-        area.as_ref(),
-        job_id,
-        env,
-        &all,
-        settings.start_empty,
-        metrics,
-    )?;
+    let (owner, recovery) =
+        take_and_restore(settings, area.as_ref(), job_id, "", env, &all, metrics)?;
     Ok((area, owner, recovery))
+}
+
+/// Takes `area` for `job_id` and restores its newest usable checkpoint of
+/// `partitions`. An area without checkpoints is first looked around
+/// ([`look_around`], with the pre-job-id place `legacy`), before it is
+/// taken, so a refusal leaves nothing behind. File mode calls this once for
+/// the job, Kafka mode once per assigned partition.
+pub(crate) fn take_and_restore(
+    settings: &CheckpointSettings,
+    area: &dyn SnapshotStore,
+    job_id: &str,
+    legacy: &str,
+    env: &StateEnv,
+    partitions: &[u32],
+    metrics: &Metrics,
+) -> Result<(Owner, Recovery)> {
+    if list_checkpoints(area)?.is_empty() {
+        look_around(
+            settings.store.as_ref(),
+            job_id,
+            legacy,
+            settings.start_empty,
+        )?;
+    }
+    let owner = Owner::take(area, job_id, settings)?;
+    let recovery = restore_newest(area, job_id, env, partitions, settings.start_empty, metrics)?;
+    Ok((owner, recovery))
 }
 
 /// Restores the newest usable checkpoint of `store`, which must hold
 /// exactly `partitions`, into their directories; empties them when there is
 /// none. With checkpoints present but none usable this is an error unless
 /// `start_empty`.
-pub(crate) fn restore_newest(
+fn restore_newest(
     store: &dyn SnapshotStore,
     job_id: &str,
     env: &StateEnv,

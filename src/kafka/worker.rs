@@ -62,13 +62,12 @@ use weir_actors::{
     Clock, DeadLetter, Envelope, InputBatch, Outlet, PartitionCheckpoint, PartitionMsg, Processor,
     SystemClock,
 };
-use weir_state::snapshot::list_checkpoints;
 use weir_state::{Prefixed, SnapshotStore, StateEnv};
 
 use super::Properties;
 use super::sink::{DeadLetterRecord, KafkaSink, reserve};
 use super::watch::{Change, OnOffsetReset, Seen, Skip, Watch};
-use crate::checkpoint::{Owner, Ready, is_fenced, look_around, restore_newest, upload};
+use crate::checkpoint::{Owner, Ready, is_fenced, take_and_restore, upload};
 use crate::job::{
     CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, job_id,
     lock_state_dir, spawn_partition, watch_shutdown,
@@ -1182,20 +1181,14 @@ where
                                 Error::Config("Kafka mode needs checkpoints".into())
                             })?;
                             let store = partition_store(root, job, topic, p);
-                            let start_empty = checkpoints.start_empty;
-                            // Before taking the area, so a refusal leaves
-                            // nothing behind.
-                            if list_checkpoints(&store)?.is_empty() {
-                                let legacy = partition_area(topic, p);
-                                look_around(root.as_ref(), job, &legacy, start_empty)?;
-                            }
-                            let (owner, _) = Owner::take(&store, job, checkpoints)?;
-                            let recovery = restore_newest(
+                            let legacy = partition_area(topic, p);
+                            let (owner, recovery) = take_and_restore(
+                                checkpoints,
                                 &store,
                                 job,
+                                &legacy,
                                 env,
                                 &[p as u32],
-                                start_empty,
                                 metrics,
                             )?;
                             Ok((recovery, owner))
