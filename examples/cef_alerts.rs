@@ -32,6 +32,14 @@
 //!            [--consumer-option KEY=VALUE ...] [--producer-option KEY=VALUE ...]
 //! ```
 //!
+//! Sources and sinks mix: `--input FILE` (or `--generate N`) with
+//! `--brokers B --output-topic T [--dlq-topic T]` is a file → Kafka job
+//! (checkpoints as in file mode, no group), and `--brokers B --input-topic
+//! T --group G --checkpoint-store URL` with `--output FILE` is a Kafka →
+//! file job (dead letters to `<output>.dlq`). File → file is exactly-once;
+//! every pair with Kafka on one side is at-least-once (see
+//! `weir::kafka::KafkaOutput` and the README).
+//!
 //! The input must be keyed (partitioned) by `src`, as Kafka's default
 //! partitioner does for records keyed by it: a key's windows live in the
 //! partition its records arrive on.
@@ -50,7 +58,9 @@
 //! line. `--admin-addr HOST:PORT` serves `/metrics`, `/healthz` and
 //! `/readyz`; `--log-format json` writes JSON logs.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -58,7 +68,9 @@ use clap::{ArgGroup, Parser};
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use weir::cef::GeneratorConfig;
-use weir::kafka::{KafkaJob, KafkaReport, KafkaSettings};
+use weir::kafka::{
+    KafkaDeadLetters, KafkaJob, KafkaOutput, KafkaReport, KafkaSettings, KafkaSink, Properties,
+};
 use weir::{
     CheckpointSettings, CheckpointTrigger, Clock, Context, DeadLetterFile, Decoded,
     GeneratorSource, Job, JsonLines, LineSource, MemoryBudget, ProcessError, Processor, Report,
@@ -199,7 +211,7 @@ pub fn decode_line(line: &[u8], now_ms: i64) -> Result<Decoded<String, Login>, S
 
 #[derive(Parser, Debug)]
 #[command(name = "cef_alerts", about = "Brute-force login alerts over CEF logs")]
-#[command(group(ArgGroup::new("in").required(true).args(["input", "generate", "brokers"])))]
+#[command(group(ArgGroup::new("in").required(true).multiple(true).args(["input", "generate", "input_topic"])))]
 struct Args {
     /// CEF lines to read ('-' for stdin).
     #[arg(long, env = "WEIR_INPUT")]
@@ -218,19 +230,23 @@ struct Args {
     /// Seed of generated events.
     #[arg(long, env = "WEIR_SEED", default_value_t = 1, requires = "generate")]
     seed: u64,
-    /// Alerts, one JSON line each; dead letters go to <output>.dlq.
-    #[arg(long, env = "WEIR_OUTPUT", required_unless_present = "brokers")]
+    /// Alerts, one JSON line each; dead letters go to <output>.dlq. With
+    /// --input-topic: a Kafka → file job.
+    #[arg(long, env = "WEIR_OUTPUT")]
     output: Option<PathBuf>,
-    /// Kafka mode: the brokers (host:port[,host:port...]).
-    #[arg(long, env = "WEIR_BROKERS", requires_all = ["input_topic", "output_topic", "group", "checkpoint_store"])]
+    /// The Kafka brokers (host:port[,host:port...]), for --input-topic,
+    /// --output-topic or both.
+    #[arg(long, env = "WEIR_BROKERS")]
     brokers: Option<String>,
-    /// Kafka mode: the topic of CEF lines, keyed by src.
+    /// Kafka mode: the topic of CEF lines, keyed by src (needs --group and
+    /// --checkpoint-store).
     #[arg(long, env = "WEIR_INPUT_TOPIC", requires = "brokers")]
     input_topic: Option<String>,
-    /// Kafka mode: the topic alerts go to, keyed by src.
+    /// The topic alerts go to, keyed by src. With --input or --generate: a
+    /// file → Kafka job.
     #[arg(long, env = "WEIR_OUTPUT_TOPIC", requires = "brokers")]
     output_topic: Option<String>,
-    /// Kafka mode: the topic dead letters go to.
+    /// The topic dead letters go to (with --output-topic).
     #[arg(long, env = "WEIR_DLQ_TOPIC", requires = "brokers")]
     dlq_topic: Option<String>,
     /// Kafka mode: the consumer group the workers share.
@@ -380,15 +396,38 @@ async fn run(args: Args, telemetry: &Telemetry) -> anyhow::Result<Report> {
         .unwrap_or_else(|| args.state_dir.join("snapshots").display().to_string());
     let settings = settings(&args, &store_url)?;
     let processor = detector(&args);
-    let Some(output) = &args.output else {
-        anyhow::bail!("give --output FILE (or --brokers for Kafka mode)");
-    };
     let job = Job::new(processor)
         .settings(settings)
         .telemetry(telemetry)
-        .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()))
-        .sink(JsonLines::file(output)?)
-        .dead_letters(DeadLetterFile::file(dlq_path(output))?);
+        .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()));
+    let job = match (&args.output, &args.output_topic) {
+        (Some(output), None) => job
+            .sink(JsonLines::file(output)?)
+            .dead_letters(DeadLetterFile::file(dlq_path(output))?),
+        (None, Some(topic)) => {
+            // File → Kafka: alerts keyed by src, like Kafka mode's.
+            let brokers = args
+                .brokers
+                .as_deref()
+                .context("--output-topic needs --brokers")?;
+            let properties = kafka_properties(&args)?;
+            let producer: Vec<(String, String)> = properties.for_producer().cloned().collect();
+            let sink = Arc::new(KafkaSink::with_config(
+                brokers,
+                topic,
+                args.dlq_topic.as_deref(),
+                &producer,
+            )?);
+            let source = args.input.clone().unwrap_or_else(|| "generator".into());
+            job.sink(KafkaOutput::new(
+                Arc::clone(&sink),
+                |a: &Alert| Cow::Borrowed(a.src.as_bytes()),
+                DELIVERY_TIMEOUT,
+            ))
+            .dead_letters(KafkaDeadLetters::new(sink, &source, DELIVERY_TIMEOUT))
+        }
+        _ => anyhow::bail!("give one of --output FILE and --output-topic T"),
+    };
     let job = match (&args.input, args.generate) {
         (Some(path), _) if path == "-" => job.source(LineSource::stdin()),
         (Some(path), _) => job.source(LineSource::open(path)?),
@@ -442,10 +481,13 @@ async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaRep
         v.clone()
             .with_context(|| format!("Kafka mode needs {flag}"))
     };
+    if args.input.is_some() || args.generate.is_some() {
+        anyhow::bail!("give one input: --input-topic, --input or --generate");
+    }
     let mut kafka = KafkaSettings::new(
         &need(&args.brokers, "--brokers")?,
         &need(&args.input_topic, "--input-topic")?,
-        &need(&args.output_topic, "--output-topic")?,
+        args.output_topic.as_deref().unwrap_or_default(),
         &need(&args.group, "--group")?,
     );
     kafka.dead_letter_topic = args.dlq_topic.clone();
@@ -454,6 +496,30 @@ async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaRep
     kafka.stall_after = Duration::from_secs(args.stall_after);
     kafka.stall_timeout = (args.stall_timeout > 0).then(|| Duration::from_secs(args.stall_timeout));
     kafka.on_offset_reset = args.on_offset_reset;
+    kafka.properties = kafka_properties(&args)?;
+    let job = KafkaJob::new(processor)
+        .settings(settings)
+        .telemetry(telemetry)
+        .kafka(kafka)
+        .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()));
+    let job = match (&args.output, &args.output_topic) {
+        (None, Some(_)) => job,
+        // Kafka → file: at-least-once, appended to the worker's file.
+        (Some(output), None) => job.sinks(
+            JsonLines::file(output)?,
+            Some(Box::new(DeadLetterFile::file(dlq_path(output))?)),
+        ),
+        _ => anyhow::bail!("give one of --output FILE and --output-topic T"),
+    };
+    forward_checkpoint_requests(job.checkpoint_trigger());
+    Ok(job.run_until(shutdown()).await?)
+}
+
+/// How long a checkpoint waits for the broker to acknowledge outputs.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// librdkafka properties: the --kafka-config file, then the option flags.
+fn kafka_properties(args: &Args) -> anyhow::Result<Properties> {
     let pairs = |flag: &str, options: &[String]| -> anyhow::Result<Vec<(String, String)>> {
         options
             .iter()
@@ -465,21 +531,16 @@ async fn run_kafka(args: Args, telemetry: &Telemetry) -> anyhow::Result<KafkaRep
             })
             .collect()
     };
-    if let Some(path) = &args.kafka_config {
-        kafka.properties = weir::kafka::Properties::read(path)?;
-    }
-    kafka.properties.extend(weir::kafka::Properties {
+    let mut properties = match &args.kafka_config {
+        Some(path) => Properties::read(path)?,
+        None => Properties::default(),
+    };
+    properties.extend(Properties {
         client: pairs("kafka-option", &args.kafka_options)?,
         consumer: pairs("consumer-option", &args.consumer_options)?,
         producer: pairs("producer-option", &args.producer_options)?,
     });
-    let job = KafkaJob::new(processor)
-        .settings(settings)
-        .telemetry(telemetry)
-        .kafka(kafka)
-        .decoder(|line: &[u8]| decode_line(line, SystemClock.now_ms()));
-    forward_checkpoint_requests(job.checkpoint_trigger());
-    Ok(job.run_until(shutdown()).await?)
+    Ok(properties)
 }
 
 fn detector(args: &Args) -> BruteForce {
@@ -529,7 +590,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    if args.brokers.is_some() {
+    if args.input_topic.is_some() {
         let r = runtime.block_on(run_kafka(args, &telemetry))?;
         eprintln!(
             "records={} dead_lettered={} seconds={:.3} records_per_sec={:.0} checkpoints={} checkpoint_failures={} assigned={} restored={} stopped=true",

@@ -30,12 +30,14 @@
 //! ```
 
 mod generate;
+mod source;
 mod time;
 
 use std::borrow::Cow;
 use std::fmt;
 
 pub use generate::{Generator, GeneratorConfig};
+pub use source::GeneratorSource;
 pub use time::{parse_time, year_of};
 
 /// A decoded CEF event, borrowing from its line.

@@ -41,8 +41,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use weir_actors::Clock;
-use weir_actors::PartitionCheckpoint;
 use weir_actors::SystemClock;
+use weir_actors::runtime::PartitionCheckpoint;
 use weir_state::owner;
 use weir_state::snapshot::{
     self, MANIFEST_FORMAT_VERSION, PartitionSnapshot, Retention, UploadStats, choose_checkpoint,

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
-use weir_actors::{
-    Clock, CoreConfig, Counters, DeadLetter, Envelope, InputBatch, Outlet, PartitionActor,
-    PartitionArgs, PartitionCore, PartitionMsg, Processor, SystemClock,
+use weir_actors::runtime::{
+    Envelope, InputBatch, Outlet, PartitionActor, PartitionArgs, PartitionCore, PartitionMsg,
 };
+use weir_actors::{Clock, CoreConfig, Counters, DeadLetter, Processor, SystemClock};
 use weir_state::{KeyCodec, MemoryBudget, StateEnv};
 
 use crate::checkpoint::{
@@ -110,7 +110,7 @@ impl Default for Settings {
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
             batch_credits: 4,
-            max_timer_chain: weir_actors::core::DEFAULT_MAX_TIMER_CHAIN,
+            max_timer_chain: weir_actors::runtime::DEFAULT_MAX_TIMER_CHAIN,
             checkpoints: None,
         }
     }

@@ -46,10 +46,11 @@ pub mod sink;
 pub mod source;
 pub mod telemetry;
 
+pub use cef::GeneratorSource;
 pub use checkpoint::{CheckpointSettings, open_store};
 pub use job::{CheckpointTrigger, Decode, Decoded, Job, Report, Settings};
 pub use sink::{DeadLetterFile, Discard, JsonLines, Sink};
-pub use source::{GeneratorSource, LineSource, Source};
+pub use source::{LineSource, Source};
 pub use telemetry::{Metrics, Telemetry, TelemetryArgs};
 pub use weir_actors::{
     Clock, Context, CoreConfig, Counters, DeadLetter, ManualClock, ProcessError, Processor,

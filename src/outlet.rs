@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use weir_actors::{Aligner, Alignment, DeadLetter, Outlet, PartitionCheckpoint};
+use weir_actors::DeadLetter;
+use weir_actors::runtime::{Aligner, Alignment, Outlet, PartitionCheckpoint};
 
 use crate::checkpoint::{Coordinator, DEAD_LETTER_SINK, OUTPUT_SINK};
 use crate::lock;

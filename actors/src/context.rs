@@ -1,7 +1,7 @@
 //! [`Context`]: what a processor call may see and do.
 
-use crate::processor::{Processor, TimeDomain, TimerName};
-use crate::timers::TimerQueue;
+use crate::processor::Processor;
+use crate::timers::{TimeDomain, TimerName, TimerQueue};
 
 /// The context of one `process`, `on_timer` or `on_late` call. It lives for
 /// that call only (the borrow checker enforces it).

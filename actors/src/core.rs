@@ -2,7 +2,7 @@
 //!
 //! The core owns one partition's virtual key actors, timer queue and
 //! watermark, and writes through a [`Store`]. It has no threads and no
-//! channels: the ractor [`PartitionActor`](crate::PartitionActor) drives it
+//! channels: the ractor [`PartitionActor`](crate::runtime::PartitionActor) drives it
 //! in production with a RocksDB store, and the [`TestDriver`](crate::TestDriver)
 //! drives it with an in-memory store and a manual clock, so the tests run
 //! the exact code production runs.
@@ -68,8 +68,9 @@ use weir_state::{KeyCodec, Space, Store};
 use crate::Error;
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::processor::{ProcessError, Processor, TimeDomain, Timer};
+use crate::processor::{ProcessError, Processor};
 use crate::timers::{Change, Due, TimerQueue};
+use crate::timers::{TimeDomain, Timer};
 use crate::watermark::Watermark;
 
 /// How a partition behaves. Built by the job from its settings.

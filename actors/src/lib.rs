@@ -1,13 +1,19 @@
 //! weir-actors: the Processor API and the keyed actors that run it.
 //!
-//! Start with [`Processor`] and [`Context`] (what users write), then
-//! [`TestDriver`] (how they test it). The runtime side:
-//! - [`core`]: [`PartitionCore`], one partition's virtual key actors, timer
+//! What a user sees is at the crate root: [`Processor`] and [`Context`]
+//! (what users write), [`TestDriver`] (how they test it), the timer types,
+//! [`ProcessError`], the clocks, and [`CoreConfig`]/[`Counters`]/
+//! [`DeadLetter`] (how a partition is configured and what it reports).
+//!
+//! The runtime that `weir` drives is in [`runtime`]: the partition core,
+//! its actor, batches, barriers and checkpoints. It is public for `weir`
+//! and not meant for jobs. Inside:
+//! - `core`: `PartitionCore`, one partition's virtual key actors, timer
 //!   queue and watermark, over a `weir_state::Store` (sans-IO: no threads);
-//! - [`partition`]: [`PartitionActor`], the ractor actor that owns a
-//!   partition and drives its core;
-//! - [`timers`], [`watermark`], [`clock`]: small sans-IO types with their own
-//!   tests.
+//! - `partition`: `PartitionActor`, the ractor actor that owns a partition
+//!   and drives its core;
+//! - `timers`, `watermark`, `barrier`, `clock`: small sans-IO types with
+//!   their own tests.
 //!
 //! This crate knows nothing about Kafka or files; `weir` wires sources and
 //! sinks to partitions.
@@ -40,29 +46,37 @@ macro_rules! crash_point {
     };
 }
 
-pub mod barrier;
-pub mod clock;
+mod barrier;
+mod clock;
 mod context;
-pub mod core;
-pub mod partition;
+mod core;
+mod partition;
 mod processor;
-pub mod stats;
+mod stats;
 mod testing;
-pub mod timers;
-pub mod watermark;
+mod timers;
+mod watermark;
 
-pub use barrier::{AlignError, Aligner, Alignment};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::Context;
-pub use core::{
-    CoreConfig, Counters, DeadLetter, Envelope, InputBatch, PartitionCheckpoint, PartitionCore,
-};
-pub use partition::{
-    BatchGuard, Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState,
-};
-pub use processor::{Key, ProcessError, Processor, TimeDomain, Timer, TimerName};
-pub use stats::PartitionStats;
+pub use core::{CoreConfig, Counters, DeadLetter};
+pub use processor::{Key, ProcessError, Processor};
 pub use testing::TestDriver;
+pub use timers::{TimeDomain, Timer, TimerName};
+
+/// The partition runtime `weir` drives: not part of the API a job uses.
+pub mod runtime {
+    pub use crate::barrier::{AlignError, Aligner, Alignment};
+    pub use crate::core::{
+        DEFAULT_MAX_TIMER_CHAIN, Envelope, InputBatch, PartitionCheckpoint, PartitionCore,
+    };
+    pub use crate::partition::{
+        BatchGuard, Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState,
+    };
+    pub use crate::stats::PartitionStats;
+    pub use crate::timers::{Change, Due, TimerQueue};
+    pub use crate::watermark::Watermark;
+}
 
 /// Everything that can go wrong in a partition.
 #[derive(Debug, thiserror::Error)]

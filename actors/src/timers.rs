@@ -13,7 +13,48 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 
-use crate::processor::{TimeDomain, Timer, TimerName};
+/// The name of a timer. Setting a name again replaces that key's timer of the
+/// same name, so replaying input after a restore never doubles a timer.
+/// Names up to 24 bytes are stored inline (no allocation).
+pub type TimerName = compact_str::CompactString;
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimeDomain {
+    /// Fires when the partition's watermark reaches the timer's time.
+    EventTime,
+    /// Fires when the wall clock reaches the timer's time, with or without
+    /// input.
+    ProcessingTime,
+}
+
+impl TimeDomain {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            TimeDomain::EventTime => 0,
+            TimeDomain::ProcessingTime => 1,
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(TimeDomain::EventTime),
+            1 => Some(TimeDomain::ProcessingTime),
+            _ => None,
+        }
+    }
+}
+
+/// A timer that fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// The name it was set under.
+    pub name: TimerName,
+    /// The time it was set for, in milliseconds since the epoch.
+    pub at: i64,
+    /// The clock it followed.
+    pub domain: TimeDomain,
+}
 
 #[derive(Debug, Clone)]
 struct Entry {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
-use weir_actors::PartitionStats;
+use weir_actors::runtime::PartitionStats;
 use weir_state::StateEnv;
 
 use super::names::{self, Kind, Metric};

@@ -332,6 +332,19 @@ impl<'a> Group<'a> {
 
     /// [`start`](Self::start) with environment variables (`FAILPOINTS`).
     pub fn start_with_env(&self, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
+        let outputs = ["--output-topic", &self.output, "--dlq-topic", &self.dlq];
+        self.spawn(name, &outputs, extra, env)
+    }
+
+    /// Starts worker `name` writing alerts to the file `output` (dead
+    /// letters to `<output>.dlq`) instead of the topics: a Kafka → file
+    /// job.
+    pub fn start_writing_to(&self, name: &str, output: &Path, extra: &[&str]) -> Worker {
+        let outputs = ["--output", output.to_str().expect("utf-8")];
+        self.spawn(name, &outputs, extra, &[])
+    }
+
+    fn spawn(&self, name: &str, outputs: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Worker {
         let log = self.dir.join(format!("{name}.log"));
         let store = self.dir.join("store");
         let state = self.dir.join(format!("{name}-state"));
@@ -340,10 +353,6 @@ impl<'a> Group<'a> {
             &self.broker.bootstrap(),
             "--input-topic",
             &self.input,
-            "--output-topic",
-            &self.output,
-            "--dlq-topic",
-            &self.dlq,
             "--group",
             &self.group,
             "--checkpoint-store",
@@ -365,6 +374,7 @@ impl<'a> Group<'a> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(outputs.iter().map(|s| s.to_string()));
         for (k, v) in self.broker.client_options() {
             args.push("--kafka-option".into());
             args.push(format!("{k}={v}"));
