@@ -59,112 +59,29 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-use weir_actors::runtime::{Envelope, InputBatch, PartitionMsg};
+use weir_actors::runtime::{InputBatch, PartitionMsg};
 use weir_actors::{Clock, DeadLetter, Processor};
 use weir_state::{SnapshotStore, StateEnv};
 
 use super::consumer::GroupContext;
-use super::group::{Action, Group, Queue};
+use super::group::{Action, Group};
 use super::lag::{LagHandle, Progress};
 use super::settings::{KafkaSettings, RecordKey};
 use super::upload::{Inbox, KafkaOutlet, Live, Upload};
-use super::watch::{OnOffsetReset, Skip, Watch};
-use crate::job::{Decode, Decoded, Settings};
+use super::watch::{Skip, Watch};
+use crate::job::{Decode, Settings};
 use crate::lock;
 use crate::telemetry::{Advance, BatchDone, Metrics};
 
 mod assign;
+mod pending;
 mod watch_inputs;
 
-/// The records of one partition read and not yet handed to its actor, and
-/// their raw bytes (one buffer, so a batch's bytes are one allocation).
-pub(super) struct Pending<K, V> {
-    records: Vec<Envelope<K, V>>,
-    data: Vec<u8>,
-}
-
-impl<K, V> Default for Pending<K, V> {
-    fn default() -> Self {
-        Self {
-            records: Vec::new(),
-            data: Vec::new(),
-        }
-    }
-}
-
-impl<K, V> Queue for Pending<K, V> {
-    type Item<'a>
-        = (Decoded<K, V>, &'a [u8])
-    where
-        Self: 'a;
-    type Batch = InputBatch<K, V>;
-
-    fn push(&mut self, offset: i64, (d, bytes): (Decoded<K, V>, &[u8])) {
-        let start = self.data.len();
-        self.data.extend_from_slice(bytes);
-        self.records.push(Envelope {
-            key: d.key,
-            timestamp: d.timestamp,
-            value: d.value,
-            position: offset as u64,
-            raw: start..self.data.len(),
-        });
-    }
-
-    fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    fn first(&self) -> Option<i64> {
-        self.records.first().map(|r| r.position as i64)
-    }
-
-    fn take(&mut self, n: usize) -> InputBatch<K, V> {
-        let records: Vec<_> = self.records.drain(..n).collect();
-        let end = records.last().map_or(0, |r| r.raw.end);
-        let data: Arc<[u8]> = Arc::from(&self.data[..end]);
-        self.data.drain(..end);
-        for r in &mut self.records {
-            r.raw = r.raw.start - end..r.raw.end - end;
-        }
-        InputBatch { data, records }
-    }
-
-    fn clear(&mut self) {
-        self.records.clear();
-        self.data.clear();
-    }
-}
-
-/// Dropped when a batch is processed: gives the credit back to the poll
-/// thread and records progress (through `_done`, dropped after this).
-struct Processed {
-    progress: Arc<Progress>,
-    generation: u64,
-    inbox: mpsc::Sender<Inbox>,
-    _done: BatchDone,
-}
-
-impl Drop for Processed {
-    fn drop(&mut self) {
-        let p = &self.progress;
-        let _ = self
-            .inbox
-            .send(Inbox::BatchDone(p.partition, self.generation));
-        if p.restored && !p.first_done.swap(true, Ordering::Relaxed) {
-            let ms = p.joined.elapsed().as_millis() as u64;
-            p.first_restored_ms.fetch_min(ms, Ordering::Relaxed);
-            tracing::info!(
-                partition = p.partition,
-                since_join_ms = ms,
-                "first records processed on a restored partition"
-            );
-        }
-    }
-}
+use pending::{Pending, Processed};
+use watch_inputs::log_start;
 
 /// The running side of one owned partition.
 struct Running<K, V> {
@@ -442,43 +359,6 @@ where
         tracing::info!(partition = p, lost, "partition released");
     }
 
-    /// Input offsets `from..to` of `partition` were skipped for `why`:
-    /// counted and logged, or, for a log-start skip with
-    /// [`OnOffsetReset::Fail`], the reason to stop.
-    fn skipped(&mut self, partition: i32, why: Skip, from: i64, to: i64) {
-        let Some(r) = self.running.get_mut(&partition) else {
-            return;
-        };
-        let topic = &self.kafka.input_topic;
-        r.progress.m.skipped(why, (to - from) as u64);
-        if why == Skip::LogStart && self.kafka.on_offset_reset == OnOffsetReset::Fail {
-            self.group.fail(format!(
-                "partition {partition} of topic {topic}: offsets {from} to {} were never \
-                 processed: {} (--on-offset-reset fail)",
-                to - 1,
-                why.describe()
-            ));
-            return;
-        }
-        let quiet = match why {
-            Skip::LogStart => Some(0),
-            Skip::Gap => r.watch.log_gap(Instant::now()),
-        };
-        if let Some(quiet) = quiet {
-            tracing::warn!(
-                topic = %topic,
-                partition,
-                expected = from,
-                resumed_at = to,
-                skipped = to - from,
-                reason = why.label(),
-                gaps_not_logged = quiet,
-                "{}: going on from the first record there is",
-                why.describe()
-            );
-        }
-    }
-
     /// Commits the positions of completed checkpoints.
     pub(super) fn commit(&mut self, consumer: &Kc<P>, mode: CommitMode) {
         let offsets = self.group.take_commit();
@@ -603,29 +483,3 @@ impl<P: Processor> Drop for Worker<P> {
 /// checkpoints waits for the group to take it away (a stale member learns
 /// that within a session timeout) before this worker takes it back.
 const REACQUIRE_AFTER: Duration = Duration::from_secs(20);
-
-/// The start of `partition`'s log as librdkafka last saw it (in the
-/// latest fetch response or offset query; no request is made), -1 when
-/// not known.
-fn log_start<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> i64 {
-    let Ok(topic) = std::ffi::CString::new(topic) else {
-        return -1;
-    };
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client handle is live for the call, the topic a valid C
-    // string, and librdkafka only writes the two offsets.
-    let err = unsafe {
-        rdkafka_sys::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    if err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        low
-    } else {
-        -1
-    }
-}

@@ -9,14 +9,53 @@ use serde::Serialize;
 use weir_actors::Processor;
 
 use super::super::settings::RecordKey;
-use super::super::watch::{Change, Seen, Skip};
-use super::{Kc, Worker, log_start};
+use super::super::watch::{Change, OnOffsetReset, Seen, Skip};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+
+use super::{Kc, Worker};
 
 impl<P: Processor> Worker<P>
 where
     P::Key: RecordKey,
     P::Out: Serialize,
 {
+    /// Input offsets `from..to` of `partition` were skipped for `why`:
+    /// counted and logged, or, for a log-start skip with
+    /// [`OnOffsetReset::Fail`], the reason to stop.
+    pub(super) fn skipped(&mut self, partition: i32, why: Skip, from: i64, to: i64) {
+        let Some(r) = self.running.get_mut(&partition) else {
+            return;
+        };
+        let topic = &self.kafka.input_topic;
+        r.progress.m.skipped(why, (to - from) as u64);
+        if why == Skip::LogStart && self.kafka.on_offset_reset == OnOffsetReset::Fail {
+            self.group.fail(format!(
+                "partition {partition} of topic {topic}: offsets {from} to {} were never \
+                 processed: {} (--on-offset-reset fail)",
+                to - 1,
+                why.describe()
+            ));
+            return;
+        }
+        let quiet = match why {
+            Skip::LogStart => Some(0),
+            Skip::Gap => r.watch.log_gap(Instant::now()),
+        };
+        if let Some(quiet) = quiet {
+            tracing::warn!(
+                topic = %topic,
+                partition,
+                expected = from,
+                resumed_at = to,
+                skipped = to - from,
+                reason = why.label(),
+                gaps_not_logged = quiet,
+                "{}: going on from the first record there is",
+                why.describe()
+            );
+        }
+    }
+
     pub(in super::super) fn watch_inputs(&mut self, consumer: &Kc<P>) {
         let now = Instant::now();
         let owned: Vec<i32> = self.running.keys().copied().collect();
@@ -100,5 +139,35 @@ where
                 }
             }
         }
+    }
+}
+
+/// The start of `partition`'s log as librdkafka last saw it (in the
+/// latest fetch response or offset query; no request is made), -1 when
+/// not known.
+pub(super) fn log_start<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> i64 {
+    let Ok(topic) = std::ffi::CString::new(topic) else {
+        return -1;
+    };
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle is live for the call, the topic a valid C
+    // string, and librdkafka only writes the two offsets.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        low
+    } else {
+        -1
     }
 }
