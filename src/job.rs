@@ -958,6 +958,7 @@ where
             start = line_end + 1;
         }
         end.position = base + data.len() as u64;
+        metrics.input_read(end.position);
         if !dead.is_empty() {
             metrics.unrouted(dead.len() as u64);
             outlet.feed_dead_letters(dead);

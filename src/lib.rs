@@ -38,10 +38,12 @@
 
 pub mod cef;
 pub mod checkpoint;
+pub mod decode;
 pub mod job;
 pub mod kafka;
 mod outlet;
 pub mod partitioner;
+pub mod run;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -230,6 +230,22 @@ pub(crate) enum Rebalance {
     Lost = 2,
 }
 
+/// A summary of what a process did so far (see [`Metrics::progress`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Records read.
+    pub records: u64,
+    /// Records dead-lettered (undecodable, poison, late).
+    pub dead_lettered: u64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+    /// File input: bytes read so far.
+    pub input_position: u64,
+    /// Kafka input: records between what was processed and the high
+    /// watermarks of the owned partitions (`None`: not known yet).
+    pub lag: Option<u64>,
+}
+
 /// The `partition` label of input that has none (see [`Metrics::unrouted`]).
 pub const UNROUTED: &str = "unrouted";
 
@@ -254,6 +270,8 @@ struct Inner {
     interval_ms: AtomicU64,
     shutting_down: AtomicBool,
     env: Mutex<Option<StateEnv>>,
+    /// File input: the byte position the feed has read to.
+    input_position: AtomicU64,
 }
 
 impl Inner {
@@ -590,6 +608,34 @@ impl Metrics {
         if let Some(h) = &self.0.checkpoint_duration {
             h.record(started.elapsed().as_secs_f64(), &[]);
         }
+    }
+
+    /// The file feed has read its input up to byte `position`.
+    pub(crate) fn input_read(&self, position: u64) {
+        self.0.input_position.store(position, Ordering::Relaxed);
+    }
+
+    /// The figures of the process so far, summed over every partition.
+    pub fn progress(&self) -> Progress {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let unrouted = &self.0.unrouted;
+        let mut p = Progress {
+            records: load(&unrouted.records_in),
+            dead_lettered: load(&unrouted.decode_errors),
+            checkpoints: load(&self.0.checkpoints),
+            input_position: load(&self.0.input_position),
+            lag: None,
+        };
+        for (_, m) in self.0.partitions_now() {
+            p.records += load(&m.records_in);
+            p.dead_lettered += load(&m.decode_errors) + load(&m.stats.dead_lettered);
+            let hw = m.high_watermark.load(Ordering::Relaxed);
+            let done = m.processed.load(Ordering::Relaxed);
+            if m.owned.load(Ordering::Relaxed) && hw >= 0 && done >= 0 {
+                *p.lag.get_or_insert(0) += (hw - done).max(0) as u64;
+            }
+        }
+        p
     }
 
     /// A checkpoint failed or was abandoned.

@@ -29,8 +29,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub(crate) use admin::AdminServer;
-pub use metrics::Metrics;
 pub(crate) use metrics::{Advance, BatchDone, PartitionMetrics, Rebalance};
+pub use metrics::{Metrics, Progress};
 
 use crate::{Error, Result};
 

@@ -1,0 +1,123 @@
+//! The progress line a job shows on a terminal once a second: records and
+//! rate, how much of a file is read or the Kafka lag, checkpoints and dead
+//! letters. Off when stderr is not a terminal or with `--quiet`; logs are
+//! unaffected (the line is redrawn after them).
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::JobArgs;
+use crate::telemetry::{Progress, Telemetry};
+
+/// The progress thread, if one runs.
+pub(super) struct Shown(Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>);
+
+impl Shown {
+    /// Starts showing progress, if stderr is a terminal and not `--quiet`.
+    pub(super) fn start(args: &JobArgs, telemetry: &Telemetry) -> Self {
+        if args.quiet || !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let size = args
+            .input
+            .as_deref()
+            .filter(|p| *p != "-")
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len());
+        let metrics = telemetry.metrics().clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("weir-progress".into())
+            .spawn(move || {
+                let mut last = (Instant::now(), metrics.progress());
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last.0.elapsed() < Duration::from_secs(1) {
+                        continue;
+                    }
+                    let now = metrics.progress();
+                    let rate = (now.records.saturating_sub(last.1.records)) as f64
+                        / last.0.elapsed().as_secs_f64();
+                    eprint!("\r\x1b[2K{}", line(&now, rate, size));
+                    last = (Instant::now(), now);
+                }
+            })
+            .ok();
+        Self(thread.map(|t| (stop, t)))
+    }
+
+    /// Stops the line and clears it.
+    pub(super) fn stop(self) {
+        if let Some((stop, thread)) = self.0 {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// The progress line: `rate` records a second, `size` the input's bytes.
+fn line(p: &Progress, rate: f64, size: Option<u64>) -> String {
+    let mut s = format!(
+        "{} records ({}/s)",
+        grouped(p.records),
+        grouped(rate as u64)
+    );
+    if let Some(size) = size.filter(|s| *s > 0) {
+        let share = (p.input_position as f64 / size as f64 * 100.0).min(100.0);
+        s += &format!(" · {share:.0}% of the input read");
+    }
+    if let Some(lag) = p.lag {
+        s += &format!(" · lag {}", grouped(lag));
+    }
+    s += &format!(
+        " · {} checkpoints · {} dead letters",
+        grouped(p.checkpoints),
+        grouped(p.dead_lettered)
+    );
+    s
+}
+
+/// `n` with thousands separated by commas.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_names_records_rate_share_lag_checkpoints_and_dead_letters() {
+        let p = Progress {
+            records: 1_234_567,
+            dead_lettered: 3,
+            checkpoints: 12,
+            input_position: 430,
+            lag: None,
+        };
+        assert_eq!(
+            line(&p, 250_123.4, Some(1_000)),
+            "1,234,567 records (250,123/s) · 43% of the input read · 12 checkpoints · 3 dead letters"
+        );
+        let kafka = Progress {
+            lag: Some(1_000),
+            ..Progress::default()
+        };
+        assert_eq!(
+            line(&kafka, 0.0, None),
+            "0 records (0/s) · lag 1,000 · 0 checkpoints · 0 dead letters"
+        );
+    }
+}
