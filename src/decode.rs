@@ -18,7 +18,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::cef;
-use crate::job::{Decode, Decoded};
+use crate::runtime::{Decode, Decoded};
 
 /// The key of a record (`None`: it has none, and is dead-lettered).
 type KeyFn<T, K> = Box<dyn Fn(&T) -> Option<K> + Send + Sync>;

@@ -5,13 +5,31 @@
 //! key's state in RocksDB (one instance per partition, one memory budget for
 //! all), and fires durable timers in event time and processing time.
 //!
-//! # Where to start reading
-//! - [`Processor`], [`Context`], [`TestDriver`] (re-exported from
-//!   `weir-actors`): the user API;
-//! - [`job`]: [`Job`] wires source -> decoder -> partitions -> sink;
-//! - [`source`] and [`sink`]: the embedded inputs and outputs;
-//! - [`cef`]: the CEF decoder and the synthetic event generator;
-//! - [`partitioner`]: which partition a key belongs to.
+//! # Map
+//! ```text
+//! user API     Processor, Context, TestDriver, timers (re-exported from weir-actors)
+//!              run::App        a processor + one call = a job binary (flags, modes, signals)
+//!              decode          JSON and CEF decoders
+//! shared       runtime         settings, the decoder trait, the state directory, starting
+//!                              a partition's actor, shutdown: what both kinds of job use
+//! file jobs    job::Job        source -> feed thread -> partitions -> outlet -> sinks
+//!              source, sink    files, stdin; JSON lines, dead-letter files
+//!              outlet (private) barrier alignment of the sinks
+//! Kafka jobs   kafka::KafkaJob one worker of a consumer group
+//!              kafka::group    the worker's decisions as a sans-IO state machine
+//!              kafka::worker   the shell performing them (restores, actors, commits)
+//!              kafka::output   Kafka and files on either side of a job
+//! checkpoints  checkpoint      coordinator, upload, restore, owner epochs, pruning
+//!              weir-state      RocksDB per partition, snapshot stores, manifests
+//! operations   telemetry       metrics, logs, OTLP, /metrics /healthz /readyz
+//!              bin/weir        the `weir checkpoints` CLI
+//! ```
+//! A record's path: source → decoder → partition (hash of the key) →
+//! partition actor (key actor, state, timers) → outlet → sink. A
+//! checkpoint's path: barrier → each partition writes its state and a
+//! local RocksDB checkpoint → sinks made durable (files fsynced, Kafka
+//! acknowledged) → files uploaded → manifest written → (Kafka) offset
+//! committed. `docs/ARCHITECTURE.md` draws both.
 //!
 //! # Guarantees
 //! - **Per-key order**: the calls for one key never overlap and follow the
@@ -44,13 +62,15 @@ pub mod kafka;
 mod outlet;
 pub mod partitioner;
 pub mod run;
+pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
 
 pub use cef::GeneratorSource;
 pub use checkpoint::{CheckpointSettings, open_store};
-pub use job::{CheckpointTrigger, Decode, Decoded, Job, Report, Settings};
+pub use job::{Job, Report};
+pub use runtime::{CheckpointTrigger, Decode, Decoded, Settings};
 pub use sink::{DeadLetterFile, Discard, JsonLines, Sink};
 pub use source::{LineSource, Source};
 pub use telemetry::{Metrics, Telemetry, TelemetryArgs};

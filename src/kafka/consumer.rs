@@ -16,7 +16,7 @@ use weir_actors::Processor;
 use super::lag::{LagHandle, read_statistics};
 use super::settings::RecordKey;
 use super::worker::Worker;
-use crate::job::CheckpointTrigger;
+use crate::runtime::CheckpointTrigger;
 use crate::telemetry::Rebalance;
 use crate::{Error, Result, lock};
 
@@ -80,10 +80,10 @@ where
         let _enter = span.enter();
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                w.metrics.rebalanced(Rebalance::Assigned);
+                w.parts.metrics.rebalanced(Rebalance::Assigned);
                 // Ready once the group has assigned (even nothing) and the
                 // restores below are done.
-                w.metrics.set_started();
+                w.parts.metrics.set_started();
                 for (p, offset) in w.assign(&mine) {
                     if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
                         w.group
@@ -101,7 +101,7 @@ where
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
-                w.metrics.rebalanced(if lost {
+                w.parts.metrics.rebalanced(if lost {
                     Rebalance::Lost
                 } else {
                     Rebalance::Revoked
@@ -115,7 +115,7 @@ where
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed; releasing every partition");
-                w.metrics.rebalanced(Rebalance::Lost);
+                w.parts.metrics.rebalanced(Rebalance::Lost);
                 w.release_all(consumer, true);
                 consumer.unassign()
             }
@@ -171,9 +171,9 @@ where
             // The group normally answers the join with an assignment (maybe
             // empty) well within this; a worker still waiting says ready
             // anyway rather than hold up a rollout.
-            if !w.metrics.started() && w.joined.elapsed() > READY_WITHOUT_ASSIGNMENT {
+            if !w.parts.metrics.started() && w.parts.joined.elapsed() > READY_WITHOUT_ASSIGNMENT {
                 tracing::warn!("no assignment from the group yet; reporting ready anyway");
-                w.metrics.set_started();
+                w.parts.metrics.set_started();
             }
             w.group.busy()
         };
@@ -197,7 +197,7 @@ where
                 }
                 Err(e) => {
                     if let Some(w) = lock(&ctx.worker).as_mut() {
-                        w.metrics.consumer_error();
+                        w.parts.metrics.consumer_error();
                         w.last_error = Some((Instant::now(), e.to_string()));
                     }
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {

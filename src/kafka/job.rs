@@ -17,11 +17,11 @@ use super::settings::{KafkaSettings, RecordKey};
 use super::sink::{KafkaSink, reserve};
 use super::upload::{KafkaOutlet, Live, Uploader, upload_loop};
 use super::worker::{Parts, Worker};
-use crate::job::{
+use crate::outlet::Failure;
+use crate::runtime::{
     CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, job_id,
     lock_state_dir, watch_shutdown,
 };
-use crate::outlet::Failure;
 use crate::sink::Sink;
 use crate::telemetry::{self, Telemetry};
 use crate::{Error, Result, lock};
@@ -163,32 +163,7 @@ where
         })?;
         let interval = checkpoints.interval;
 
-        let mut config = ClientConfig::new();
-        config
-            .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("statistics.interval.ms", "1000")
-            // When its local queue is full (queued.max.messages.kbytes),
-            // librdkafka waits this long before fetching the partition
-            // again. The poll thread empties the queue in well under its
-            // default of 1 s, and then sat idle: 10 ms tripled the job's
-            // rate on realistic batches (BENCHMARKS.md).
-            .set("fetch.queue.backoff.ms", "10");
-        if let Some(id) = &kafka.instance_id {
-            config.set("group.instance.id", id);
-        }
-        for (k, v) in kafka.properties.for_consumer() {
-            config.set(k, v);
-        }
-        reserve(
-            &mut config,
-            &[
-                ("bootstrap.servers", &kafka.brokers),
-                ("group.id", &kafka.group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-            ],
-        )?;
+        let config = consumer_config(&kafka)?;
         let (out, producer): (Arc<dyn Outputs<P::Key, P::Out>>, _) = match self.sinks {
             Some(sinks) => (Arc::new(sinks), None),
             None => {
@@ -228,18 +203,8 @@ where
                     ))
                 })?;
             let metadata = first_metadata(&consumer, producer.as_deref(), &kafka)?;
-            let partitions = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == kafka.input_topic && t.error().is_none())
-                .map_or(0, |t| t.partitions().len());
-            if partitions == 0 {
-                return Err(Error::Config(format!(
-                    "input topic {} does not exist on {} (or has no partitions)",
-                    kafka.input_topic, kafka.brokers
-                )));
-            }
-            settings.partitions = partitions as u32;
+            let partitions = input_partitions(&metadata, &kafka)?;
+            settings.partitions = partitions;
             settings.validate()?;
             let env = StateEnv::new(&settings.state_dir, settings.memory)?;
             let _lock = lock_state_dir(&settings)?;
@@ -275,7 +240,8 @@ where
                         source: e,
                     })?
             };
-            *lock(&consumer.context().worker) = Some(Worker::new(Parts {
+            *lock(&consumer.context().worker) = Some(Worker::new(
+                Parts {
                 settings: settings.clone(),
                 kafka: kafka.clone(),
                 env,
@@ -289,10 +255,12 @@ where
                 lag,
                 metrics: metrics.clone(),
                 live,
-                inbox: (inbox_tx, inbox_rx),
+                inbox: inbox_tx,
                 uploads: uploads_tx,
                 joined: started,
-            }));
+            },
+                inbox_rx,
+            ));
             consumer
                 .subscribe(&[&kafka.input_topic])
                 .map_err(|e| Error::Kafka(format!("subscribing to {}: {e}", kafka.input_topic)))?;
@@ -364,4 +332,52 @@ where
             Err(_) => {}
         }
     }
+}
+
+/// The consumer's configuration: weir's defaults, the user's properties,
+/// then the properties the guarantees rest on (which cannot be changed).
+fn consumer_config(kafka: &KafkaSettings) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    config
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "1000")
+        // When its local queue is full (queued.max.messages.kbytes),
+        // librdkafka waits this long before fetching the partition
+        // again. The poll thread empties the queue in well under its
+        // default of 1 s, and then sat idle: 10 ms tripled the job's
+        // rate on realistic batches (BENCHMARKS.md).
+        .set("fetch.queue.backoff.ms", "10");
+    if let Some(id) = &kafka.instance_id {
+        config.set("group.instance.id", id);
+    }
+    for (k, v) in kafka.properties.for_consumer() {
+        config.set(k, v);
+    }
+    reserve(
+        &mut config,
+        &[
+            ("bootstrap.servers", &kafka.brokers),
+            ("group.id", &kafka.group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+        ],
+    )?;
+    Ok(config)
+}
+
+/// How many partitions the input topic has (it must exist).
+fn input_partitions(metadata: &rdkafka::metadata::Metadata, kafka: &KafkaSettings) -> Result<u32> {
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == kafka.input_topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(Error::Config(format!(
+            "input topic {} does not exist on {} (or has no partitions)",
+            kafka.input_topic, kafka.brokers
+        )));
+    }
+    Ok(partitions as u32)
 }

@@ -72,8 +72,8 @@ use super::lag::{LagHandle, Progress};
 use super::settings::{KafkaSettings, RecordKey};
 use super::upload::{Inbox, KafkaOutlet, Live, Upload};
 use super::watch::{Skip, Watch};
-use crate::job::{Decode, Settings};
 use crate::lock;
+use crate::runtime::{Decode, Settings};
 use crate::telemetry::{Advance, BatchDone, Metrics};
 
 mod assign;
@@ -94,26 +94,12 @@ struct Running<K, V> {
 
 /// Everything the poll thread and its rebalance callbacks share.
 pub(super) struct Worker<P: Processor> {
-    pub(super) settings: Settings,
-    pub(super) kafka: KafkaSettings,
-    pub(super) env: StateEnv,
-    pub(super) processor: Arc<P>,
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) decoder: Arc<dyn Decode<P::Key, P::In>>,
-    pub(super) outlet: Arc<KafkaOutlet<P::Key, P::Out>>,
-    pub(super) store: Arc<dyn SnapshotStore>,
-    pub(super) job_id: String,
-    pub(super) local_dir: PathBuf,
+    /// What it was started with.
+    pub(super) parts: Parts<P>,
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) group: Group<Pending<P::Key, P::In>>,
     running: BTreeMap<i32, Running<P::Key, P::In>>,
-    pub(super) live: Live,
-    pub(super) lag: LagHandle,
-    pub(super) metrics: Metrics,
     pub(super) inbox: mpsc::Receiver<Inbox>,
-    pub(super) inbox_tx: mpsc::Sender<Inbox>,
-    pub(super) uploads: mpsc::Sender<Upload>,
-    pub(super) joined: Instant,
     /// The consumer's last error and when it came, for stall messages.
     pub(super) last_error: Option<(Instant, String)>,
 }
@@ -133,7 +119,8 @@ pub(super) struct Parts<P: Processor> {
     pub(super) lag: LagHandle,
     pub(super) metrics: Metrics,
     pub(super) live: Live,
-    pub(super) inbox: (mpsc::Sender<Inbox>, mpsc::Receiver<Inbox>),
+    /// The poll thread's inbox, for actors and the upload thread.
+    pub(super) inbox: mpsc::Sender<Inbox>,
     pub(super) uploads: mpsc::Sender<Upload>,
     pub(super) joined: Instant,
 }
@@ -145,7 +132,7 @@ where
     P::Key: RecordKey,
     P::Out: Serialize,
 {
-    pub(super) fn new(p: Parts<P>) -> Self {
+    pub(super) fn new(p: Parts<P>, inbox: mpsc::Receiver<Inbox>) -> Self {
         let limits = super::group::Limits {
             max_batch: p.kafka.max_batch,
             max_buffered: p.kafka.max_buffered,
@@ -153,26 +140,11 @@ where
             reacquire_after: REACQUIRE_AFTER,
         };
         Self {
+            parts: p,
             group: Group::new(limits),
             running: BTreeMap::new(),
             runtime: tokio::runtime::Handle::current(),
-            settings: p.settings,
-            kafka: p.kafka,
-            env: p.env,
-            processor: p.processor,
-            clock: p.clock,
-            decoder: p.decoder,
-            outlet: p.outlet,
-            store: p.store,
-            job_id: p.job_id,
-            local_dir: p.local_dir,
-            live: p.live,
-            lag: p.lag,
-            metrics: p.metrics,
-            inbox_tx: p.inbox.0,
-            inbox: p.inbox.1,
-            uploads: p.uploads,
-            joined: p.joined,
+            inbox,
             last_error: None,
         }
     }
@@ -180,7 +152,7 @@ where
     pub(super) fn tpl(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
-            tpl.add_partition(&self.kafka.input_topic, p);
+            tpl.add_partition(&self.parts.kafka.input_topic, p);
         }
         tpl
     }
@@ -188,7 +160,7 @@ where
     /// Why the worker must stop, if it must.
     pub(super) fn failure(&self) -> Option<String> {
         let own = self.group.failure().map(str::to_string);
-        own.or_else(|| self.outlet.failure())
+        own.or_else(|| self.parts.outlet.failure())
     }
 
     /// Decodes and queues one consumed record for its partition.
@@ -198,7 +170,7 @@ where
         };
         let (item, reason) = match payload {
             None => (None, Some("record has no value".to_string())),
-            Some(bytes) => match self.decoder.decode(bytes) {
+            Some(bytes) => match self.parts.decoder.decode(bytes) {
                 Ok(d) => (Some((d, bytes)), None),
                 Err(reason) => (None, Some(reason)),
             },
@@ -214,7 +186,7 @@ where
         }
         if let Some(reason) = reason {
             progress.m.read(1, 1);
-            self.outlet.send_dead_letters(&[DeadLetter {
+            self.parts.outlet.send_dead_letters(&[DeadLetter {
                 partition: Some(partition as u32),
                 position: Some(offset as u64),
                 raw: payload.unwrap_or_default().to_vec(),
@@ -240,7 +212,7 @@ where
                     .group
                     .checkpointed(cp.partition as i32, u.generation, cp.id)
                 {
-                    let _ = self.uploads.send(u);
+                    let _ = self.parts.uploads.send(u);
                 } else {
                     let _ = std::fs::remove_dir_all(&cp.dir);
                 }
@@ -294,7 +266,7 @@ where
                     from,
                     to,
                 } => {
-                    let low = log_start(consumer, &self.kafka.input_topic, partition);
+                    let low = log_start(consumer, &self.parts.kafka.input_topic, partition);
                     self.skipped(partition, Skip::of(low, from), from, to);
                 }
                 Action::CaughtUp { partition, offset } => {
@@ -330,9 +302,9 @@ where
         let guard = Processed {
             progress: Arc::clone(&r.progress),
             generation,
-            inbox: self.inbox_tx.clone(),
+            inbox: self.parts.inbox.clone(),
             _done: BatchDone {
-                metrics: self.metrics.clone(),
+                metrics: self.parts.metrics.clone(),
                 partition: Arc::clone(&r.progress.m),
                 since: Instant::now(),
                 advance: Advance::To(end),
@@ -351,11 +323,11 @@ where
             return;
         };
         debug_assert_eq!(r.generation, generation);
-        lock(&self.live).remove(&p);
-        lock(&self.lag.0).remove(&p);
+        lock(&self.parts.live).remove(&p);
+        lock(&self.parts.lag.0).remove(&p);
         r.actor.stop(None);
         let _ = self.runtime.block_on(r.handle);
-        self.metrics.set_owned(p as u32, None);
+        self.parts.metrics.set_owned(p as u32, None);
         tracing::info!(partition = p, lost, "partition released");
     }
 
@@ -368,7 +340,8 @@ where
         let mut tpl = TopicPartitionList::new();
         for &(p, offset) in &offsets {
             // Only an invalid offset is refused; checkpoint positions are not.
-            let _ = tpl.add_partition_offset(&self.kafka.input_topic, p, Offset::Offset(offset));
+            let _ =
+                tpl.add_partition_offset(&self.parts.kafka.input_topic, p, Offset::Offset(offset));
         }
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
@@ -387,7 +360,7 @@ where
     /// Final checkpoints for `partitions` (unless `lost`), offsets
     /// committed, actors stopped.
     pub(super) fn revoke(&mut self, consumer: &Kc<P>, partitions: &[i32], lost: bool) {
-        let deadline = Instant::now() + self.kafka.revoke_deadline;
+        let deadline = Instant::now() + self.parts.kafka.revoke_deadline;
         let healthy = !lost && self.failure().is_none();
         let mut waiting = self.group.revoke(partitions, healthy);
         for (&p, &id) in &waiting {
@@ -420,7 +393,7 @@ where
                 }
             }
         }
-        if healthy && self.outlet.failure().is_none() {
+        if healthy && self.parts.outlet.failure().is_none() {
             self.commit(consumer, CommitMode::Sync);
         }
         self.group.release(partitions, lost);
@@ -446,7 +419,7 @@ where
             .copied()
             .filter(|&p| {
                 assigned
-                    .find_partition(&self.kafka.input_topic, p)
+                    .find_partition(&self.parts.kafka.input_topic, p)
                     .is_some()
             })
             .collect();
@@ -460,9 +433,12 @@ where
             tracing::warn!(error = %e, "resuming partitions taken back failed");
         }
         for (p, offset) in self.assign(&mine) {
-            if let Err(e) =
-                consumer.seek(&self.kafka.input_topic, p, offset, Duration::from_secs(10))
-            {
+            if let Err(e) = consumer.seek(
+                &self.parts.kafka.input_topic,
+                p,
+                offset,
+                Duration::from_secs(10),
+            ) {
                 self.group
                     .fail(format!("partition {p}: seeking to {offset:?}: {e}"));
             }

@@ -18,7 +18,7 @@ use super::super::upload::{Assigned, partition_area, partition_store};
 use super::super::watch::Watch;
 use super::{Running, Worker};
 use crate::checkpoint::{CheckpointSettings, Owner, Recovery, take_and_restore};
-use crate::job::spawn_partition;
+use crate::runtime::spawn_partition;
 use crate::telemetry::{Metrics, PartitionMetrics};
 use crate::{Error, Result, lock};
 
@@ -50,8 +50,8 @@ where
         let progress: BTreeMap<i32, Arc<PartitionMetrics>> = partitions
             .iter()
             .map(|&p| {
-                let dir = self.env.partition_dir(p as u32);
-                (p, self.metrics.set_owned(p as u32, Some(dir)))
+                let dir = self.parts.env.partition_dir(p as u32);
+                (p, self.parts.metrics.set_owned(p as u32, Some(dir)))
             })
             .collect();
         let mut offsets = BTreeMap::new();
@@ -73,12 +73,12 @@ where
     /// after taking a new owner epoch.
     fn restore(&self, partitions: &[i32]) -> Vec<(i32, Result<(Recovery, Owner)>)> {
         let on = Restore {
-            checkpoints: self.settings.checkpoints.as_ref(),
-            store: &self.store,
-            job_id: &self.job_id,
-            topic: &self.kafka.input_topic,
-            env: &self.env,
-            metrics: &self.metrics,
+            checkpoints: self.parts.settings.checkpoints.as_ref(),
+            store: &self.parts.store,
+            job_id: &self.parts.job_id,
+            topic: &self.parts.kafka.input_topic,
+            env: &self.parts.env,
+            metrics: &self.parts.metrics,
         };
         std::thread::scope(|s| {
             let handles: Vec<_> = partitions
@@ -115,20 +115,20 @@ where
         let first_id = owner.first_id();
         let generation = self.group.assigned(p, position, first_id);
         let outlet = Arc::new(Assigned {
-            shared: Arc::clone(&self.outlet),
+            shared: Arc::clone(&self.parts.outlet),
             generation,
             owner: Arc::new(owner),
-            inbox: self.inbox_tx.clone(),
+            inbox: self.parts.inbox.clone(),
         });
         // Each assignment makes its local checkpoints in a folder of its
         // own.
-        let local_dir = self.local_dir.join(format!("g{generation}"));
+        let local_dir = self.parts.local_dir.join(format!("g{generation}"));
         let spawned = self.runtime.block_on(spawn_partition(
-            &self.processor,
-            &self.env,
-            &self.settings,
+            &self.parts.processor,
+            &self.parts.env,
+            &self.parts.settings,
             p as u32,
-            &self.clock,
+            &self.parts.clock,
             outlet as Arc<dyn Outlet<P::Key, P::Out>>,
             &local_dir,
             metrics,
@@ -155,12 +155,12 @@ where
             low: AtomicI64::new(-1),
             end: AtomicI64::new(-1),
             first_done: AtomicBool::new(false),
-            joined: self.joined,
+            joined: self.parts.joined,
             restored: position.is_some(),
-            first_restored_ms: Arc::clone(&self.lag.1),
+            first_restored_ms: Arc::clone(&self.parts.lag.1),
         });
-        lock(&self.lag.0).insert(p, Arc::clone(&progress));
-        lock(&self.live).insert(p, generation);
+        lock(&self.parts.lag.0).insert(p, Arc::clone(&progress));
+        lock(&self.parts.live).insert(p, generation);
         tracing::info!(
             partition = p,
             checkpoint = recovery.checkpoint_id(),

@@ -9,7 +9,7 @@ use weir_actors::runtime::{Envelope, InputBatch};
 use super::super::group::Queue;
 use super::super::lag::Progress;
 use super::super::upload::Inbox;
-use crate::job::Decoded;
+use crate::runtime::Decoded;
 use crate::telemetry::BatchDone;
 
 /// The records of one partition read and not yet handed to its actor, and

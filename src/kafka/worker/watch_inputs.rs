@@ -26,9 +26,9 @@ where
         let Some(r) = self.running.get_mut(&partition) else {
             return;
         };
-        let topic = &self.kafka.input_topic;
+        let topic = &self.parts.kafka.input_topic;
         r.progress.m.skipped(why, (to - from) as u64);
-        if why == Skip::LogStart && self.kafka.on_offset_reset == OnOffsetReset::Fail {
+        if why == Skip::LogStart && self.parts.kafka.on_offset_reset == OnOffsetReset::Fail {
             self.group.fail(format!(
                 "partition {partition} of topic {topic}: offsets {from} to {} were never \
                  processed: {} (--on-offset-reset fail)",
@@ -69,7 +69,7 @@ where
             if !r.watch.read_any
                 && let Some(next) = view.next_offset
                 && low > next
-                && let start = log_start(consumer, &self.kafka.input_topic, p)
+                && let start = log_start(consumer, &self.parts.kafka.input_topic, p)
                 && start > next
             {
                 self.skipped(p, Skip::LogStart, next, start);
@@ -89,13 +89,15 @@ where
                 high: r.progress.end.load(Ordering::Relaxed),
                 waiting: view.paused || view.queued > 0,
             };
-            let Some(change) =
-                r.watch
-                    .check(now, &seen, self.kafka.stall_after, self.kafka.stall_timeout)
-            else {
+            let Some(change) = r.watch.check(
+                now,
+                &seen,
+                self.parts.kafka.stall_after,
+                self.parts.kafka.stall_timeout,
+            ) else {
                 continue;
             };
-            let topic = &self.kafka.input_topic;
+            let topic = &self.parts.kafka.input_topic;
             let at = seen.offset();
             let last_error = match &self.last_error {
                 Some((when, e)) => format!("{e} ({} s ago)", when.elapsed().as_secs()),

@@ -1,0 +1,242 @@
+//! The feed of a file job: a reader thread, then decode, route by key hash
+//! and inject barriers between chunks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use ractor::ActorRef;
+use tokio::sync::Semaphore;
+use weir_actors::DeadLetter;
+use weir_actors::runtime::{Envelope, InputBatch, PartitionMsg};
+use weir_state::KeyCodec;
+
+use crate::checkpoint::Coordinator;
+use crate::outlet::SinkOutlet;
+use crate::partitioner::partition_of;
+use crate::source::Source;
+use crate::telemetry::{Advance, BatchDone, Metrics, PartitionMetrics};
+use crate::{Error, Result};
+
+use super::FeedEnd;
+use crate::runtime::Decode;
+
+/// Sends barrier `id` at input `position` to every partition and to the
+/// sinks' feed input. Everything routed before was sent before it.
+pub(super) fn inject<K, V, O>(
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    id: u64,
+    position: u64,
+) -> Result<()>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    weir_actors::crash_point!("checkpoint-inject");
+    for (p, actor) in actors.iter().enumerate() {
+        actor
+            .cast(PartitionMsg::Barrier { id, position })
+            .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
+    }
+    outlet.feed_barrier(id);
+    Ok(())
+}
+
+/// Injects the barrier `coordinator` asks for, if any, at `position`.
+pub(super) fn inject_requested<K, V, O>(
+    coordinator: Option<&Coordinator>,
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    position: u64,
+) -> Result<()>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    match coordinator
+        .map(Coordinator::take_request)
+        .transpose()?
+        .flatten()
+    {
+        Some(id) => inject(actors, outlet, id, position),
+        None => Ok(()),
+    }
+}
+
+/// What the reader thread hands the feed.
+enum Chunk {
+    Data(u64, Arc<[u8]>),
+    End,
+    Failed(Error),
+}
+
+/// How long the feed waits for input before it looks for barriers and
+/// shutdown requests.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// Chunks read ahead.
+const READ_AHEAD: usize = 2;
+
+/// Reads `source` on a thread of its own, so that a source that blocks
+/// (stdin with no input) never holds up barriers or shutdown. The thread
+/// ends when the input does or the feed stops taking chunks (or, blocked in
+/// a read, with the process).
+fn read_ahead(mut source: Box<dyn Source>) -> Result<Receiver<Chunk>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+    std::thread::Builder::new()
+        .name("weir-source".into())
+        .spawn(move || {
+            let mut buf = Vec::new();
+            loop {
+                let chunk = match source.next_chunk(&mut buf) {
+                    Ok(Some(base)) => Chunk::Data(base, Arc::from(buf.as_slice())),
+                    Ok(None) => Chunk::End,
+                    Err(e) => Chunk::Failed(Error::Io {
+                        what: format!("reading {}", source.describe()),
+                        source: e,
+                    }),
+                };
+                let last = !matches!(chunk, Chunk::Data(..));
+                if tx.send(chunk).is_err() || last {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Error::Io {
+            what: "starting the source thread".into(),
+            source: e,
+        })?;
+    Ok(rx)
+}
+
+/// The source loop: read chunks, decode lines, route records by key hash,
+/// inject requested barriers between chunks. Runs on a blocking thread.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn feed<K, V, O>(
+    source: Box<dyn Source>,
+    start: u64,
+    decoder: Arc<dyn Decode<K, V>>,
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    coordinator: Option<&Coordinator>,
+    stop: &AtomicBool,
+    credits: usize,
+    runtime: tokio::runtime::Handle,
+    metrics: &Metrics,
+) -> Result<FeedEnd>
+where
+    K: KeyCodec + Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    let n = actors.len() as u32;
+    let semaphores: Vec<Arc<Semaphore>> =
+        (0..n).map(|_| Arc::new(Semaphore::new(credits))).collect();
+    let chunks = read_ahead(source)?;
+    let mut key_buf = Vec::with_capacity(64);
+    let mut end = FeedEnd {
+        lines: 0,
+        decode_errors: 0,
+        position: start,
+        stopped: false,
+    };
+    let mut batches: Vec<Vec<Envelope<K, V>>> = (0..n).map(|_| Vec::new()).collect();
+    let progress: Vec<Arc<PartitionMetrics>> = (0..n).map(|p| metrics.partition(p)).collect();
+    loop {
+        if outlet.has_failed() {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            end.stopped = true;
+            break;
+        }
+        let (base, data) = match chunks.recv_timeout(IDLE_CHECK) {
+            Ok(Chunk::Data(base, data)) => (base, data),
+            Ok(Chunk::End) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Failed("the source thread stopped".into()));
+            }
+            Ok(Chunk::Failed(e)) => return Err(e),
+            // No input for a while: barriers still go in, between chunks.
+            Err(RecvTimeoutError::Timeout) => {
+                inject_requested(coordinator, actors, outlet, end.position)?;
+                continue;
+            }
+        };
+        let mut dead = Vec::new();
+        let mut start = 0usize;
+        while start < data.len() {
+            let line_end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let mut content_end = line_end;
+            if content_end > start && data[content_end - 1] == b'\r' {
+                content_end -= 1;
+            }
+            let line = &data[start..content_end];
+            let position = base + start as u64;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                end.lines += 1;
+                match decoder.decode(line) {
+                    Ok(d) => {
+                        key_buf.clear();
+                        d.key.encode_key(&mut key_buf);
+                        let p = partition_of(&key_buf, n) as usize;
+                        batches[p].push(Envelope {
+                            key: d.key,
+                            timestamp: d.timestamp,
+                            value: d.value,
+                            position,
+                            raw: start..content_end,
+                        });
+                    }
+                    Err(reason) => {
+                        end.decode_errors += 1;
+                        dead.push(DeadLetter {
+                            partition: None,
+                            position: Some(position),
+                            raw: line.to_vec(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            start = line_end + 1;
+        }
+        end.position = base + data.len() as u64;
+        metrics.input_read(end.position);
+        if !dead.is_empty() {
+            metrics.unrouted(dead.len() as u64);
+            outlet.feed_dead_letters(dead);
+        }
+        for (p, records) in batches.iter_mut().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let permit = runtime
+                .block_on(Arc::clone(&semaphores[p]).acquire_owned())
+                .map_err(|_| Error::Actor("batch credits closed".into()))?;
+            let count = records.len() as u64;
+            let pm = &progress[p];
+            pm.read(count, 0);
+            pm.high_watermark.fetch_add(count as i64, Ordering::Relaxed);
+            let done = BatchDone {
+                metrics: metrics.clone(),
+                partition: Arc::clone(pm),
+                since: Instant::now(),
+                advance: Advance::By(count as i64),
+            };
+            let batch = InputBatch {
+                data: Arc::clone(&data),
+                records: std::mem::take(records),
+            };
+            actors[p]
+                .cast(PartitionMsg::Batch(batch, Some(Box::new((permit, done)))))
+                .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
+        }
+        inject_requested(coordinator, actors, outlet, end.position)?;
+    }
+    Ok(end)
+}
