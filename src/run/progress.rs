@@ -26,6 +26,12 @@ impl Shown {
             .filter(|p| *p != "-")
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len());
+        let input = match (size, args.generate, args.input_topic.is_some()) {
+            (_, _, true) => Input::Kafka,
+            (Some(bytes), _, _) => Input::Bytes(bytes),
+            (None, Some(records), _) => Input::Records(records),
+            _ => Input::Stream,
+        };
         let metrics = telemetry.metrics().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
@@ -41,7 +47,7 @@ impl Shown {
                     let now = metrics.progress();
                     let rate = (now.records.saturating_sub(last.1.records)) as f64
                         / last.0.elapsed().as_secs_f64();
-                    eprint!("\r\x1b[2K{}", line(&now, rate, size));
+                    eprint!("\r\x1b[2K{}", line(&now, rate, input));
                     last = (Instant::now(), now);
                 }
             })
@@ -59,19 +65,37 @@ impl Shown {
     }
 }
 
-/// The progress line: `rate` records a second, `size` the input's bytes.
-fn line(p: &Progress, rate: f64, size: Option<u64>) -> String {
+/// What the job reads, for the share read or the lag.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    /// A file of this many bytes.
+    Bytes(u64),
+    /// Generated: this many records.
+    Records(u64),
+    /// Kafka: the lag is what is left.
+    Kafka,
+    /// Stdin: no end known.
+    Stream,
+}
+
+/// The progress line: `rate` records a second.
+fn line(p: &Progress, rate: f64, input: Input) -> String {
     let mut s = format!(
         "{} records ({}/s)",
         grouped(p.records),
         grouped(rate as u64)
     );
-    if let Some(size) = size.filter(|s| *s > 0) {
-        let share = (p.input_position as f64 / size as f64 * 100.0).min(100.0);
-        s += &format!(" · {share:.0}% of the input read");
-    }
-    if let Some(lag) = p.lag {
-        s += &format!(" · lag {}", grouped(lag));
+    let share = |done: u64, all: u64| (done as f64 / all.max(1) as f64 * 100.0).min(100.0);
+    match input {
+        Input::Bytes(size) => {
+            s += &format!(" · {:.0}% of the input read", share(p.input_position, size));
+        }
+        Input::Records(n) => s += &format!(" · {:.0}% of the input read", share(p.records, n)),
+        Input::Kafka => match p.lag {
+            Some(lag) => s += &format!(" · lag {}", grouped(lag)),
+            None => s += " · lag unknown",
+        },
+        Input::Stream => {}
     }
     s += &format!(
         " · {} checkpoints · {} dead letters",
@@ -108,7 +132,7 @@ mod tests {
             lag: None,
         };
         assert_eq!(
-            line(&p, 250_123.4, Some(1_000)),
+            line(&p, 250_123.4, Input::Bytes(1_000)),
             "1,234,567 records (250,123/s) · 43% of the input read · 12 checkpoints · 3 dead letters"
         );
         let kafka = Progress {
@@ -116,8 +140,13 @@ mod tests {
             ..Progress::default()
         };
         assert_eq!(
-            line(&kafka, 0.0, None),
+            line(&kafka, 0.0, Input::Kafka),
             "0 records (0/s) · lag 1,000 · 0 checkpoints · 0 dead letters"
         );
+        assert_eq!(
+            line(&p, 0.0, Input::Records(2_469_134)),
+            "1,234,567 records (0/s) · 50% of the input read · 12 checkpoints · 3 dead letters"
+        );
+        assert!(!line(&p, 0.0, Input::Stream).contains('%'));
     }
 }
