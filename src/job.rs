@@ -255,46 +255,23 @@ where
         })?;
 
         let processor = Arc::new(self.processor);
-        let mut actors = Vec::with_capacity(n as usize);
-        let mut handles = Vec::with_capacity(n as usize);
-        for p in 0..n {
-            let (actor, handle) = spawn_partition(
-                &processor,
-                &env,
-                &settings,
-                p,
-                &self.clock,
-                outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
-                &local_dir,
-                &progress[p as usize],
-            )
-            .await?;
-            actors.push(actor);
-            handles.push(handle);
-        }
+        let (actors, handles) = spawn_all(
+            &processor,
+            &env,
+            &settings,
+            &self.clock,
+            &outlet,
+            &local_dir,
+            &progress,
+        )
+        .await?;
 
         let startup = started.elapsed();
         metrics.set_started();
         let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work", &metrics);
         let ticker = coordinator.as_ref().map(|c| {
-            let c = Arc::clone(c);
-            let trigger = self.trigger.clone();
             let interval = settings.checkpoints.as_ref().and_then(|s| s.interval);
-            tokio::spawn(async move {
-                let mut every = interval.map(|d| {
-                    // The first checkpoint one interval in, not at once.
-                    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
-                    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    i
-                });
-                loop {
-                    tokio::select! {
-                        _ = async { match every.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {}
-                        _ = trigger.0.notified() => {}
-                    }
-                    c.request();
-                }
-            })
+            spawn_ticker(Arc::clone(c), self.trigger.clone(), interval)
         });
 
         let fed = {
@@ -346,22 +323,7 @@ where
                 finish_all(&actors, &mut report).await?;
             }
             if let Some(c) = &coordinator {
-                // A barrier requested but not injected before the feed ended
-                // goes in now, then the final one.
-                inject_requested(Some(c), &actors, &outlet, end.position)?;
-                let id = loop {
-                    if outlet.has_failed() {
-                        return Ok(());
-                    }
-                    if let Some(id) = c.request() {
-                        break id;
-                    }
-                    let busy = c.status().started;
-                    c.wait(busy).await.ok();
-                };
-                c.take_request()?;
-                inject(&actors, &outlet, id, end.position)?;
-                c.wait(id).await?;
+                final_checkpoint(c, &actors, &outlet, end.position).await?;
             }
             Ok::<(), Error>(())
         }
@@ -402,6 +364,97 @@ where
         report.elapsed = started.elapsed();
         Ok(report)
     }
+}
+
+/// Asks `c` for a checkpoint every `interval` and whenever `trigger` is
+/// pulled; the first one interval in, not at once.
+fn spawn_ticker(
+    c: Arc<Coordinator>,
+    trigger: CheckpointTrigger,
+    interval: Option<Duration>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = interval.map(|d| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        loop {
+            tokio::select! {
+                _ = async { match every.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {}
+                _ = trigger.0.notified() => {}
+            }
+            c.request();
+        }
+    })
+}
+
+/// The last checkpoint of a run, at input `position`: a barrier requested
+/// but not injected before the feed ended goes in first. Returns early if
+/// the outlet failed (the run fails with its reason).
+async fn final_checkpoint<K, V, O>(
+    c: &Coordinator,
+    actors: &[ActorRef<PartitionMsg<K, V>>],
+    outlet: &SinkOutlet<O>,
+    position: u64,
+) -> Result<()>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    O: Send + 'static,
+{
+    inject_requested(Some(c), actors, outlet, position)?;
+    let id = loop {
+        if outlet.has_failed() {
+            return Ok(());
+        }
+        if let Some(id) = c.request() {
+            break id;
+        }
+        let busy = c.status().started;
+        c.wait(busy).await.ok();
+    };
+    c.take_request()?;
+    inject(actors, outlet, id, position)?;
+    c.wait(id).await?;
+    Ok(())
+}
+
+/// Every partition's actor: returns their refs and join handles.
+type Spawned<K, V> = (
+    Vec<ActorRef<PartitionMsg<K, V>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Starts every partition's actor over its RocksDB instance.
+async fn spawn_all<P: Processor>(
+    processor: &Arc<P>,
+    env: &StateEnv,
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+    outlet: &Arc<SinkOutlet<P::Out>>,
+    local_dir: &std::path::Path,
+    progress: &[Arc<PartitionMetrics>],
+) -> Result<Spawned<P::Key, P::In>> {
+    let n = settings.partitions;
+    let mut actors = Vec::with_capacity(n as usize);
+    let mut handles = Vec::with_capacity(n as usize);
+    for p in 0..n {
+        let (actor, handle) = spawn_partition(
+            processor,
+            env,
+            settings,
+            p,
+            clock,
+            outlet.clone() as Arc<dyn Outlet<P::Key, P::Out>>,
+            local_dir,
+            &progress[p as usize],
+        )
+        .await?;
+        actors.push(actor);
+        handles.push(handle);
+    }
+    Ok((actors, handles))
 }
 
 async fn finish_all<K, V>(
