@@ -49,6 +49,8 @@ use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cef::GeneratorConfig;
+use crate::kafka::output::KeyOf;
+use crate::kafka::settings::DEFAULT_DELIVERY_TIMEOUT;
 use crate::kafka::{
     KafkaDeadLetters, KafkaJob, KafkaOutput, KafkaReport, KafkaSettings, KafkaSink, Properties,
     RecordKey,
@@ -62,12 +64,6 @@ mod args;
 mod progress;
 
 pub use args::JobArgs;
-
-/// How long a checkpoint waits for the broker to acknowledge outputs.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The record key of an output written to Kafka by a file job.
-type KeyOf<T> = Box<dyn Fn(&T) -> Cow<'_, [u8]> + Send>;
 
 /// A job binary: see the module docs.
 pub struct App<P: Processor> {
@@ -200,8 +196,16 @@ where
                 let key = self
                     .output_key
                     .unwrap_or_else(|| Box::new(|_: &P::Out| Cow::Borrowed(&[][..])));
-                job.sink(KafkaOutput::new(Arc::clone(&sink), key, DELIVERY_TIMEOUT))
-                    .dead_letters(KafkaDeadLetters::new(sink, &source, DELIVERY_TIMEOUT))
+                job.sink(KafkaOutput::new(
+                    Arc::clone(&sink),
+                    key,
+                    DEFAULT_DELIVERY_TIMEOUT,
+                ))
+                .dead_letters(KafkaDeadLetters::new(
+                    sink,
+                    &source,
+                    DEFAULT_DELIVERY_TIMEOUT,
+                ))
             }
             _ => anyhow::bail!("give one of --output FILE and --output-topic T"),
         };

@@ -31,7 +31,7 @@ mod consumer;
 mod group;
 mod job;
 mod lag;
-mod output;
+pub(crate) mod output;
 pub mod settings;
 pub mod sink;
 mod upload;

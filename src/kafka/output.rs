@@ -92,11 +92,11 @@ where
     }
 }
 
-/// A pair of sinks (for instance files) as a Kafka worker's outputs; the
-/// key of each output is dropped, as the embedded sinks write values.
 /// An output sink and, maybe, a dead-letter sink.
 type Pair<T> = (Box<dyn Sink<T>>, Option<Box<dyn Sink<DeadLetter>>>);
 
+/// A pair of sinks (for instance files) as a Kafka worker's outputs; the
+/// key of each output is dropped, as the embedded sinks write values.
 pub(crate) struct SinkPair<T> {
     sinks: Mutex<Pair<T>>,
     failure: Mutex<Option<String>>,
@@ -163,14 +163,14 @@ where
     }
 }
 
+/// The record key of an output.
+pub(crate) type KeyOf<T> = Box<dyn Fn(&T) -> Cow<'_, [u8]> + Send>;
+
 /// A job's outputs as Kafka records (JSON values, keyed by `key`): the
 /// output side of a file → Kafka job. A checkpoint's commit waits until
 /// the broker acknowledged every output written before it; outputs
 /// cannot be taken back, so a restart produces the replayed ones again
 /// (at-least-once).
-/// The record key of an output.
-type KeyOf<T> = Box<dyn Fn(&T) -> Cow<'_, [u8]> + Send>;
-
 pub struct KafkaOutput<T> {
     sink: Arc<KafkaSink>,
     key: KeyOf<T>,

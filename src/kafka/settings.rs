@@ -43,6 +43,10 @@ macro_rules! big_endian_keys {
 }
 big_endian_keys!(u32, u64, i32, i64);
 
+/// How long a checkpoint waits, by default, for the broker to acknowledge
+/// the outputs before it.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Where a Kafka job reads and writes, and how it behaves in its group.
 /// Its `Debug` output shows secret properties as `[redacted]`.
 #[derive(Debug, Clone)]
@@ -97,7 +101,7 @@ impl KafkaSettings {
             instance_id: None,
             properties: Properties::default(),
             revoke_deadline: Duration::from_secs(30),
-            delivery_timeout: Duration::from_secs(300),
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             max_batch: 2_000,
             max_buffered: 20_000,
             stall_after: Duration::from_secs(30),

@@ -165,9 +165,10 @@ where
 
     /// Decodes and queues one consumed record for its partition.
     pub(super) fn route(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
-        let Some(r) = self.running.get(&partition) else {
+        let Some(r) = self.running.get_mut(&partition) else {
             return;
         };
+        r.watch.read_any = true;
         let (item, reason) = match payload {
             None => (None, Some("record has no value".to_string())),
             Some(bytes) => match self.parts.decoder.decode(bytes) {
@@ -175,17 +176,13 @@ where
                 Err(reason) => (None, Some(reason)),
             },
         };
-        let progress = Arc::clone(&r.progress);
-        self.running
-            .get_mut(&partition)
-            .expect("checked above")
-            .watch
-            .read_any = true;
         if !self.group.record(partition, offset, item) {
             return;
         }
         if let Some(reason) = reason {
-            progress.m.read(1, 1);
+            if let Some(r) = self.running.get(&partition) {
+                r.progress.m.read(1, 1);
+            }
             self.parts.outlet.send_dead_letters(&[DeadLetter {
                 partition: Some(partition as u32),
                 position: Some(offset as u64),
