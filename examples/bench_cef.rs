@@ -4,7 +4,11 @@
 //! cargo run --release --example bench_cef                 # 1M events, 10k and 1M keys
 //! cargo run --release --example bench_cef -- --events N --keys K [--one]
 //! cargo run --release --example bench_cef -- --metrics-compare 5   # metrics on vs off
+//! cargo run --release --example bench_cef -- --one --keys 10000 --metrics --scrapers 100
 //! ```
+//! `--scrapers N` makes N threads scrape `/metrics` back to back for the
+//! whole run, instead of one scrape a second, and prints how many scrapes
+//! were answered.
 //! With `--metrics` the job reports to a `Telemetry` whose admin server a
 //! thread scrapes every second, as Prometheus would; `--metrics-compare N`
 //! runs N rounds of the same configuration without and with it,
@@ -46,11 +50,18 @@ struct Args {
     /// Runs N rounds with metrics off and on, alternating.
     #[arg(long, value_name = "N")]
     metrics_compare: Option<usize>,
+    /// With --metrics: N threads scraping back to back (0: one scrape a
+    /// second).
+    #[arg(long, default_value_t = 0)]
+    scrapers: usize,
 }
+
+/// Scrapes answered by the `--scrapers` threads.
+static SCRAPES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Telemetry with its admin server on a free loopback port, and a thread
 /// scraping `/metrics` every second.
-fn scraped_telemetry() -> anyhow::Result<weir::Telemetry> {
+fn scraped_telemetry(scrapers: usize) -> anyhow::Result<weir::Telemetry> {
     use std::io::{Read, Write};
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -60,17 +71,27 @@ fn scraped_telemetry() -> anyhow::Result<weir::Telemetry> {
         ..weir::TelemetryArgs::default()
     };
     let telemetry = weir::Telemetry::init(&args, "warn")?;
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let _ =
-                    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let mut body = Vec::new();
-                let _ = s.read_to_end(&mut body);
+    let pause = if scrapers == 0 {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    for _ in 0..scrapers.max(1) {
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(pause);
+                if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = s.write_all(
+                        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    );
+                    let mut body = Vec::new();
+                    if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                        SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
             }
-        }
-    });
+        });
+    }
     Ok(telemetry)
 }
 
@@ -142,7 +163,10 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let telemetry = args.metrics.then(scraped_telemetry).transpose()?;
+    let telemetry = args
+        .metrics
+        .then(|| scraped_telemetry(args.scrapers))
+        .transpose()?;
     let mut job = Job::new(cef_alerts::BruteForce {
         window_ms: 60_000,
         threshold: 5,
@@ -159,9 +183,11 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
             .run(),
     )?;
     println!(
-        "metrics={} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        "metrics={} scrapers={} scrapes={} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
         if args.metrics { "on" } else { "off" },
-        report.lines,
+        args.scrapers,
+        SCRAPES.load(std::sync::atomic::Ordering::Relaxed),
+        report.records,
         keys,
         args.partitions,
         args.live_actor_cap,
@@ -169,7 +195,7 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         report.checkpoints.completed,
         report.totals.emitted,
         report.elapsed.as_secs_f64(),
-        report.lines_per_sec(),
+        report.records_per_sec(),
         peak_rss_mib(),
         gen_rate,
         decode_rate,

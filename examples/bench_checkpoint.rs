@@ -157,7 +157,7 @@ fn bench(args: &Args, keys: u64) -> anyhow::Result<()> {
         c.last_duration.as_secs_f64() * 1000.0,
         mib(c.last_total_bytes),
         mib(c.last_uploaded_bytes),
-        full.lines,
+        full.records,
         full.elapsed.as_secs_f64()
     );
     let touched = run(args, keys, 100, dir.path(), &store)?;
@@ -167,7 +167,7 @@ fn bench(args: &Args, keys: u64) -> anyhow::Result<()> {
         touched.recovery.elapsed.as_secs_f64(),
         touched.startup.as_secs_f64(),
         mib(touched.recovery.bytes),
-        touched.lines,
+        touched.records,
         c.last_duration.as_secs_f64() * 1000.0,
         mib(c.last_total_bytes),
         mib(c.last_uploaded_bytes),

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -42,8 +43,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use weir::cef::{Generator, GeneratorConfig};
-use weir::kafka::{KafkaJob, KafkaSettings, LagHandle};
-use weir::{CheckpointSettings, Clock, Settings, SystemClock, open_store};
+use weir::kafka::{KafkaSettings, KafkaSource, LagHandle};
+use weir::{CheckpointSettings, Clock, Job, Settings, SystemClock, open_store};
 
 #[path = "cef_alerts.rs"]
 #[allow(dead_code)]
@@ -397,7 +398,7 @@ fn processed(lag: &LagHandle) -> u64 {
 struct Worker {
     lag: LagHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<weir::Result<weir::kafka::KafkaReport>>,
+    task: tokio::task::JoinHandle<weir::Result<weir::Report>>,
 }
 
 /// Where a worker reads and writes.
@@ -435,14 +436,15 @@ fn start_worker(
         }),
         ..Settings::default()
     };
-    let job = KafkaJob::new(cef_alerts::BruteForce {
+    let source = KafkaSource::new(kafka);
+    let lag = source.lag_handle();
+    let job = Job::new(cef_alerts::BruteForce {
         window_ms: window_secs * 1000,
         threshold: 5,
     })
     .settings(settings)
-    .kafka(kafka)
+    .source(source)
     .decoder(|line: &[u8]| cef_alerts::decode_line(line, SystemClock.now_ms()));
-    let lag = job.lag_handle();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(job.run_until(async move {
         let _ = rx.await;
@@ -459,7 +461,10 @@ impl Worker {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        Ok(rt.block_on(self.task)??)
+        let report = rt.block_on(self.task)??;
+        report
+            .kafka
+            .context("a Kafka job reports what its worker did")
     }
 }
 

@@ -110,9 +110,14 @@ pub struct BruteForce {
 const CLOSE: &str = "close";
 
 impl BruteForce {
+    /// Where window `w` ends (its close timer's time).
+    fn end_of(&self, w: &Window) -> i64 {
+        w.start.saturating_add(self.window_ms)
+    }
+
     /// Re-arms the close timer at the earliest open window's end.
     fn arm(&self, ctx: &mut Context<'_, Self>, windows: &Windows) {
-        match windows.0.iter().map(|w| w.start + self.window_ms).min() {
+        match windows.0.iter().map(|w| self.end_of(w)).min() {
             Some(end) => ctx.set_timer(CLOSE, end, TimeDomain::EventTime),
             None => ctx.cancel_timer(CLOSE),
         }
@@ -131,7 +136,12 @@ impl Processor for BruteForce {
         windows: &mut Windows,
         ev: &Login,
     ) -> Result<(), ProcessError> {
-        let start = ev.rt.div_euclid(self.window_ms) * self.window_ms;
+        // Saturating: weir bounds event times, but the detector stays sound
+        // for any i64 a caller hands it.
+        let start = ev
+            .rt
+            .div_euclid(self.window_ms)
+            .saturating_mul(self.window_ms);
         let w = match windows.0.iter_mut().find(|w| w.start == start) {
             Some(w) => w,
             None => {
@@ -159,7 +169,7 @@ impl Processor for BruteForce {
     ) -> Result<(), ProcessError> {
         let mut closed: Vec<Window> = Vec::new();
         windows.0.retain(|w| {
-            let due = w.start + self.window_ms <= t.at;
+            let due = self.end_of(w) <= t.at;
             if due {
                 closed.push(*w);
             }
@@ -218,11 +228,13 @@ fn main() -> anyhow::Result<()> {
         .output_key(|a: &Alert| Cow::Borrowed(a.src.as_bytes()))
         .cef_generator()
         .run(|flags: &Flags| {
-            if flags.window_secs == 0 {
-                anyhow::bail!("--window-secs must be at least 1");
-            }
+            // At least a second, at most about a century.
+            let window_ms = match flags.window_secs {
+                1..=3_155_760_000 => flags.window_secs as i64 * 1000,
+                _ => anyhow::bail!("--window-secs must be between 1 and 3155760000 (100 years)"),
+            };
             let detector = BruteForce {
-                window_ms: flags.window_secs as i64 * 1000,
+                window_ms,
                 threshold: flags.threshold,
             };
             Ok((detector, |line: &[u8]| {

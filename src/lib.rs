@@ -12,10 +12,12 @@
 //!              decode          JSON and CEF decoders
 //! shared       runtime         settings, the decoder trait, the state directory, starting
 //!                              a partition's actor, shutdown: what both kinds of job use
-//! file jobs    job::Job        source -> feed thread -> partitions -> outlet -> sinks
-//!              source, sink    files, stdin; JSON lines, dead-letter files
+//! jobs         job::Job        one builder: any source, any sink; the checkpoint mode
+//!                              follows from the source (aligned, or per partition)
+//! files        source, sink    files, stdin; JSON lines, dead-letter files
+//!              job (aligned)   feed thread -> partitions -> outlet -> sinks
 //!              outlet (private) barrier alignment of the sinks
-//! Kafka jobs   kafka::KafkaJob one worker of a consumer group
+//! Kafka        kafka::KafkaSource  a job's input as one worker of a consumer group
 //!              kafka::group    the worker's decisions as a sans-IO state machine
 //!              kafka::worker   the shell performing them (restores, actors, commits)
 //!              kafka::output   Kafka and files on either side of a job

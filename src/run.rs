@@ -52,8 +52,7 @@ use crate::cef::GeneratorConfig;
 use crate::kafka::output::KeyOf;
 use crate::kafka::settings::DEFAULT_DELIVERY_TIMEOUT;
 use crate::kafka::{
-    KafkaDeadLetters, KafkaJob, KafkaOutput, KafkaReport, KafkaSettings, KafkaSink, Properties,
-    RecordKey,
+    KafkaDeadLetters, KafkaOutput, KafkaSettings, KafkaSink, KafkaSource, Properties, RecordKey,
 };
 use crate::{
     CheckpointSettings, CheckpointTrigger, DeadLetterFile, Decode, GeneratorSource, Job, JsonLines,
@@ -123,7 +122,10 @@ where
     /// Parses the command line, builds the processor and decoder from the
     /// job's flags with `build`, and runs the job until its input ends or
     /// a signal stops it.
-    pub fn run<A, D>(self, build: impl FnOnce(&A) -> anyhow::Result<(P, D)>) -> anyhow::Result<()>
+    pub fn run<A, D>(
+        mut self,
+        build: impl FnOnce(&A) -> anyhow::Result<(P, D)>,
+    ) -> anyhow::Result<()>
     where
         A: clap::Args + FromArgMatches,
         D: Decode<P::Key, P::In>,
@@ -145,47 +147,78 @@ where
             .enable_all()
             .build()
             .context("starting the runtime")?;
+        let job = self.job(&args, processor, decoder, &telemetry)?;
         let progress = progress::Shown::start(&args, &telemetry);
-        if args.input_topic.is_some() {
-            let r = runtime.block_on(self.kafka_job(args, processor, decoder, &telemetry));
-            progress.stop();
-            print_kafka_summary(&r?);
-        } else {
-            let outputs_name = self.outputs_name;
-            let r = runtime.block_on(self.file_job(args, processor, decoder, &telemetry));
-            progress.stop();
-            print_file_summary(&r?, outputs_name);
-        }
+        let report = runtime.block_on(async {
+            forward_checkpoint_requests(job.checkpoint_trigger());
+            job.run_until(shutdown()).await
+        });
+        progress.stop();
+        print_summary(&report?, self.outputs_name);
         Ok(())
     }
 
-    /// A file (or generated) input, to files or to Kafka.
-    async fn file_job(
-        self,
-        args: JobArgs,
+    /// The job the flags describe.
+    fn job(
+        &mut self,
+        args: &JobArgs,
         processor: P,
         decoder: impl Decode<P::Key, P::In>,
         telemetry: &Telemetry,
-    ) -> anyhow::Result<Report> {
-        let store_url = args
-            .checkpoint_store
-            .clone()
-            .unwrap_or_else(|| args.state_dir.join("snapshots").display().to_string());
+    ) -> anyhow::Result<Job<P>> {
+        let store_url = match (&args.checkpoint_store, &args.input_topic) {
+            (Some(url), _) => url.clone(),
+            (None, Some(_)) => {
+                anyhow::bail!("Kafka mode needs --checkpoint-store (shared by the workers)")
+            }
+            (None, None) => args.state_dir.join("snapshots").display().to_string(),
+        };
         let job = Job::new(processor)
-            .settings(settings(&args, &store_url)?)
+            .settings(settings(args, &store_url)?)
             .telemetry(telemetry)
             .decoder(decoder);
-        let job = match (&args.output, &args.output_topic) {
+        let job = self.with_source(job, args)?;
+        self.with_sinks(job, args)
+    }
+
+    /// `--input-topic`, `--input` or `--generate`.
+    fn with_source(&self, job: Job<P>, args: &JobArgs) -> anyhow::Result<Job<P>> {
+        Ok(match (&args.input_topic, &args.input, args.generate) {
+            (Some(topic), None, None) => job.source(KafkaSource::new(kafka_settings(args, topic)?)),
+            (None, Some(path), None) if path == "-" => job.source(LineSource::stdin()),
+            (None, Some(path), None) => job.source(LineSource::open(path)?),
+            (None, None, Some(_)) if !self.generator => {
+                anyhow::bail!("{} has no generator: give --input FILE", self.name)
+            }
+            (None, None, Some(events)) => job.source(GeneratorSource::new(GeneratorConfig {
+                events,
+                keys: args.keys.max(1),
+                seed: args.seed,
+                ..GeneratorConfig::default()
+            })),
+            (None, None, None) => {
+                anyhow::bail!("give --input FILE, --generate N or --input-topic T")
+            }
+            _ => anyhow::bail!("give one input: --input-topic, --input or --generate"),
+        })
+    }
+
+    /// `--output FILE` or `--output-topic T`. Kafka input writes to its
+    /// output topic with the processor's key; file input through
+    /// [`KafkaOutput`], keyed by [`App::output_key`].
+    fn with_sinks(&mut self, job: Job<P>, args: &JobArgs) -> anyhow::Result<Job<P>> {
+        Ok(match (&args.output, &args.output_topic) {
             (Some(output), None) => job
                 .sink(JsonLines::file(output)?)
                 .dead_letters(DeadLetterFile::file(dlq_path(output))?),
+            (None, Some(_)) if args.input_topic.is_some() => job,
             (None, Some(topic)) => {
                 let brokers = args
                     .brokers
                     .as_deref()
                     .context("--output-topic needs --brokers")?;
                 let producer: Vec<(String, String)> =
-                    kafka_properties(&args)?.for_producer().cloned().collect();
+                    kafka_properties(args)?.for_producer().cloned().collect();
                 let sink = Arc::new(KafkaSink::with_config(
                     brokers,
                     topic,
@@ -195,6 +228,7 @@ where
                 let source = args.input.clone().unwrap_or_else(|| "generator".into());
                 let key = self
                     .output_key
+                    .take()
                     .unwrap_or_else(|| Box::new(|_: &P::Out| Cow::Borrowed(&[][..])));
                 job.sink(KafkaOutput::new(
                     Arc::clone(&sink),
@@ -208,105 +242,59 @@ where
                 ))
             }
             _ => anyhow::bail!("give one of --output FILE and --output-topic T"),
-        };
-        let job = match (&args.input, args.generate) {
-            (Some(_), Some(_)) => anyhow::bail!("give one of --input FILE and --generate N"),
-            (Some(path), _) if path == "-" => job.source(LineSource::stdin()),
-            (Some(path), _) => job.source(LineSource::open(path)?),
-            (None, Some(_)) if !self.generator => {
-                anyhow::bail!("{} has no generator: give --input FILE", self.name)
-            }
-            (None, Some(events)) => job.source(GeneratorSource::new(GeneratorConfig {
-                events,
-                keys: args.keys.max(1),
-                seed: args.seed,
-                ..GeneratorConfig::default()
-            })),
-            (None, None) => anyhow::bail!("give --input FILE or --generate N"),
-        };
-        forward_checkpoint_requests(job.checkpoint_trigger());
-        Ok(job.run_until(shutdown()).await?)
-    }
-
-    /// One worker of a consumer group, to Kafka or to a file.
-    async fn kafka_job(
-        self,
-        args: JobArgs,
-        processor: P,
-        decoder: impl Decode<P::Key, P::In>,
-        telemetry: &Telemetry,
-    ) -> anyhow::Result<KafkaReport> {
-        let store_url = args
-            .checkpoint_store
-            .clone()
-            .context("Kafka mode needs --checkpoint-store (shared by the workers)")?;
-        if args.input.is_some() || args.generate.is_some() {
-            anyhow::bail!("give one input: --input-topic, --input or --generate");
-        }
-        let need = |v: &Option<String>, flag: &str| {
-            v.clone()
-                .with_context(|| format!("Kafka mode needs {flag}"))
-        };
-        let mut kafka = KafkaSettings::new(
-            &need(&args.brokers, "--brokers")?,
-            &need(&args.input_topic, "--input-topic")?,
-            args.output_topic.as_deref().unwrap_or_default(),
-            &need(&args.group, "--group")?,
-        );
-        kafka.dead_letter_topic = args.dlq_topic.clone();
-        kafka.instance_id = args.group_instance_id.clone();
-        kafka.revoke_deadline = Duration::from_millis(args.revoke_deadline_ms);
-        kafka.stall_after = Duration::from_secs(args.stall_after);
-        kafka.stall_timeout =
-            (args.stall_timeout > 0).then(|| Duration::from_secs(args.stall_timeout));
-        kafka.on_offset_reset = args.on_offset_reset;
-        kafka.properties = kafka_properties(&args)?;
-        let job = KafkaJob::new(processor)
-            .settings(settings(&args, &store_url)?)
-            .telemetry(telemetry)
-            .kafka(kafka)
-            .decoder(decoder);
-        let job = match (&args.output, &args.output_topic) {
-            (None, Some(_)) => job,
-            // Kafka → file: at-least-once, appended to the worker's file.
-            (Some(output), None) => job.sinks(
-                JsonLines::file(output)?,
-                Some(Box::new(DeadLetterFile::file(dlq_path(output))?)),
-            ),
-            _ => anyhow::bail!("give one of --output FILE and --output-topic T"),
-        };
-        forward_checkpoint_requests(job.checkpoint_trigger());
-        Ok(job.run_until(shutdown()).await?)
+        })
     }
 }
 
-fn print_kafka_summary(r: &KafkaReport) {
-    eprintln!(
-        "records={} dead_lettered={} seconds={:.3} records_per_sec={:.0} checkpoints={} checkpoint_failures={} assigned={} restored={} stopped=true",
-        r.records,
-        r.decode_errors,
-        r.elapsed.as_secs_f64(),
-        r.records as f64 / r.elapsed.as_secs_f64().max(1e-9),
-        r.checkpoints,
-        r.checkpoint_failures,
-        r.assigned,
-        r.restored,
+/// The Kafka settings of `--input-topic topic` and the flags around it.
+fn kafka_settings(args: &JobArgs, topic: &str) -> anyhow::Result<KafkaSettings> {
+    let need = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .with_context(|| format!("Kafka mode needs {flag}"))
+    };
+    let mut kafka = KafkaSettings::new(
+        &need(&args.brokers, "--brokers")?,
+        topic,
+        args.output_topic.as_deref().unwrap_or_default(),
+        &need(&args.group, "--group")?,
     );
+    kafka.dead_letter_topic = args.dlq_topic.clone();
+    kafka.instance_id = args.group_instance_id.clone();
+    kafka.revoke_deadline = Duration::from_millis(args.revoke_deadline_ms);
+    kafka.stall_after = Duration::from_secs(args.stall_after);
+    kafka.stall_timeout = (args.stall_timeout > 0).then(|| Duration::from_secs(args.stall_timeout));
+    kafka.on_offset_reset = args.on_offset_reset;
+    kafka.properties = kafka_properties(args)?;
+    Ok(kafka)
 }
 
-fn print_file_summary(report: &Report, outputs_name: &str) {
-    eprintln!(
-        "records={} {outputs_name}={} dead_lettered={} late={} seconds={:.3} records_per_sec={:.0} restored_checkpoint={} checkpoints={} stopped={}",
-        report.lines,
-        report.totals.emitted,
-        report.dead_lettered(),
-        report.totals.late,
-        report.elapsed.as_secs_f64(),
-        report.lines_per_sec(),
-        report.recovery.checkpoint_id(),
-        report.checkpoints.count,
-        report.stopped,
-    );
+/// The summary line: `records=… stopped=…`.
+fn print_summary(report: &Report, outputs_name: &str) {
+    match &report.kafka {
+        Some(r) => eprintln!(
+            "records={} dead_lettered={} seconds={:.3} records_per_sec={:.0} checkpoints={} checkpoint_failures={} assigned={} restored={} stopped=true",
+            r.records,
+            r.decode_errors,
+            report.elapsed.as_secs_f64(),
+            report.records_per_sec(),
+            r.checkpoints,
+            r.checkpoint_failures,
+            r.assigned,
+            r.restored,
+        ),
+        None => eprintln!(
+            "records={} {outputs_name}={} dead_lettered={} late={} seconds={:.3} records_per_sec={:.0} restored_checkpoint={} checkpoints={} stopped={}",
+            report.records,
+            report.totals.emitted,
+            report.dead_lettered(),
+            report.totals.late,
+            report.elapsed.as_secs_f64(),
+            report.records_per_sec(),
+            report.recovery.checkpoint_id(),
+            report.checkpoints.count,
+            report.stopped,
+        ),
+    }
 }
 
 /// Where dead letters of `--output FILE` go.
@@ -353,6 +341,8 @@ fn settings(args: &JobArgs, store_url: &str) -> anyhow::Result<Settings> {
         max_out_of_orderness: Duration::from_millis(args.max_out_of_orderness_ms),
         idle_watermark: (args.idle_watermark_ms > 0)
             .then(|| Duration::from_millis(args.idle_watermark_ms)),
+        max_future: (args.max_future_ms > 0).then(|| Duration::from_millis(args.max_future_ms)),
+        max_record_bytes: args.max_record_bytes,
         checkpoints: Some(CheckpointSettings {
             store: open_store(store_url)?,
             interval: (args.checkpoint_interval_ms > 0)

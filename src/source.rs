@@ -22,6 +22,21 @@ pub trait Source: Send + 'static {
     /// What this source reads, for logs and errors.
     fn describe(&self) -> String;
 
+    /// Bounds the bytes of one line: a line longer than `max` must not be
+    /// buffered whole. A source that honours it hands such a line out as a
+    /// chunk of its own holding only its first `max` bytes, and says so
+    /// through [`cut_line`](Source::cut_line). (Lines between `max` and
+    /// `max` plus a read may still arrive whole; the job rejects those.)
+    fn bound_lines(&mut self, max: usize) {
+        let _ = max;
+    }
+
+    /// Whether the chunk last handed out is one line cut at the bound:
+    /// then its full length in the input, its line end included.
+    fn cut_line(&self) -> Option<u64> {
+        None
+    }
+
     /// Moves to `position` (a position a chunk started at, or the end of
     /// the last chunk), for resuming from a checkpoint. Sources that cannot
     /// seek accept only 0 at the start.
@@ -45,6 +60,10 @@ pub struct LineSource<R> {
     pending: Vec<u8>,
     position: u64,
     eof: bool,
+    /// Longest line buffered whole.
+    max_line: usize,
+    /// The full length of the line the last chunk cut.
+    cut: Option<u64>,
 }
 
 impl<R: Read + Send + 'static> LineSource<R> {
@@ -57,6 +76,8 @@ impl<R: Read + Send + 'static> LineSource<R> {
             pending: Vec::new(),
             position: 0,
             eof: false,
+            max_line: usize::MAX,
+            cut: None,
         }
     }
 }
@@ -77,6 +98,38 @@ impl LineSource<File> {
     }
 }
 
+impl<R: Read> LineSource<R> {
+    /// `buf` holds the start of a line (at `start`) longer than the bound:
+    /// keeps its first `max_line` bytes and reads on, discarding, to its
+    /// end. What follows the line end is kept for the next chunk.
+    fn cut_long_line(&mut self, buf: &mut Vec<u8>, start: u64) -> io::Result<u64> {
+        let mut len = buf.len() as u64;
+        buf.truncate(self.max_line);
+        let mut scratch = vec![0; CHUNK_BYTES];
+        loop {
+            let n = match self.inner.read(&mut scratch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The job fails; a restart seeks back to its checkpoint.
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &scratch[..n]) {
+                len += i as u64 + 1;
+                self.pending.extend_from_slice(&scratch[i + 1..n]);
+                break;
+            }
+            len += n as u64;
+        }
+        self.position = start + len;
+        self.cut = Some(len);
+        Ok(start)
+    }
+}
+
 impl LineSource<io::Stdin> {
     /// Lines of standard input.
     pub fn stdin() -> Self {
@@ -87,6 +140,7 @@ impl LineSource<io::Stdin> {
 impl<R: Read + Send + 'static> Source for LineSource<R> {
     fn next_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<u64>> {
         buf.clear();
+        self.cut = None;
         // `pending` is the tail after the last line end: it holds no '\n',
         // so only newly read bytes need searching.
         std::mem::swap(buf, &mut self.pending);
@@ -125,12 +179,24 @@ impl<R: Read + Send + 'static> Source for LineSource<R> {
                 self.position += buf.len() as u64;
                 return Ok(Some(start));
             }
-            // No line end yet: read more (a line longer than a chunk).
+            // No line end yet: read more (a line longer than a chunk),
+            // unless the line is past the bound.
+            if buf.len() > self.max_line {
+                return self.cut_long_line(buf, start).map(Some);
+            }
         }
     }
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn bound_lines(&mut self, max: usize) {
+        self.max_line = max.max(1);
+    }
+
+    fn cut_line(&self) -> Option<u64> {
+        self.cut
     }
 
     fn seek(&mut self, position: u64) -> io::Result<()> {

@@ -57,6 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use lru::LruCache;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 use weir_state::layout::{
@@ -89,6 +90,13 @@ pub struct CoreConfig {
     /// An idle partition's watermark follows processing time after this
     /// long without records (`None`: never).
     pub idle_watermark_ms: Option<i64>,
+    /// A record whose event time is more than this ahead of the processing
+    /// clock is dead-lettered (reason `future_timestamp`) and counted in
+    /// [`Counters::future`]; it never moves the watermark, so one bad clock
+    /// or crafted line cannot close every window and make all later
+    /// records late. A watermark restored from a checkpoint is held to the
+    /// same bound. `None`: no bound.
+    pub max_future_ms: Option<i64>,
     /// Attempts for a call failing with [`ProcessError::Retry`] before the
     /// input is dead-lettered.
     pub max_attempts: u32,
@@ -107,6 +115,7 @@ impl Default for CoreConfig {
             idle_passivation_ms: Some(60_000),
             out_of_orderness_ms: Some(5_000),
             idle_watermark_ms: Some(10_000),
+            max_future_ms: None,
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
             max_timer_chain: DEFAULT_MAX_TIMER_CHAIN,
@@ -175,6 +184,9 @@ pub struct Counters {
     pub records: u64,
     /// Records behind the watermark.
     pub late: u64,
+    /// Records whose event time was too far ahead of the processing clock
+    /// ([`CoreConfig::max_future_ms`]); dead-lettered.
+    pub future: u64,
     /// Records and timers dead-lettered.
     pub dead_lettered: u64,
     /// Outputs emitted.
@@ -223,7 +235,7 @@ pub struct PartitionCore<P: Processor, S: Store> {
 /// it is given, which closures returning futures cannot express with `Send`.
 macro_rules! call_with_retry {
     ($core:ident, $slot:ident, $key:expr, $ts:expr, $raw:expr, $pos:expr,
-     $chain:expr, |$ctx:ident, $state:ident| $call:expr) => {{
+     $chain:expr, $name:literal, |$ctx:ident, $state:ident| $call:expr) => {{
         let mut attempt = 1;
         let mut backoff = $core.config.retry_backoff;
         loop {
@@ -238,7 +250,23 @@ macro_rules! call_with_retry {
                 chain: $chain,
             };
             let $state = &mut $slot.state;
-            let result = $call.await;
+            // A panic in user code stops the partition with an error that
+            // names the call; its partial effects are never checkpointed
+            // (the job fails before another checkpoint).
+            let result = match std::panic::AssertUnwindSafe($call).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => {
+                    $core.out.truncate(mark);
+                    return Err(Error::Panicked {
+                        processor: std::any::type_name::<P>(),
+                        call: $name,
+                        partition: $core.config.partition,
+                        key: format!("{:?}", $key),
+                        position: $pos,
+                        message: panic_message(&*panic),
+                    });
+                }
+            };
             $slot.dirty = true;
             match result {
                 Ok(()) => break,
@@ -267,6 +295,15 @@ macro_rules! call_with_retry {
             }
         }
     }};
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".into())
 }
 
 impl<P: Processor, S: Store> PartitionCore<P, S> {
@@ -302,6 +339,22 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         };
         if let Some(wm) = read_i64(&mut store, META_WATERMARK)? {
             watermark.restore(wm, read_i64(&mut store, META_MAX_SEEN)?);
+        }
+        // A watermark saved by an earlier run may stand far ahead (a run
+        // that finished its input ends at the maximum; an older version had
+        // no bound on event time): held to the bound, later records are on
+        // time again.
+        if let Some(bound) = config.max_future_ms {
+            let limit = now.saturating_add(bound);
+            if watermark.current() > limit {
+                tracing::warn!(
+                    partition,
+                    restored = watermark.current(),
+                    limit,
+                    "the restored watermark is ahead of the processing clock by more than max_future_ms; holding it back"
+                );
+                watermark.hold_back(limit);
+            }
         }
         tracing::debug!(
             partition,
@@ -406,6 +459,21 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     ) -> Result<(), Error> {
         self.counters.records += 1;
         let now = self.clock.now_ms();
+        if let (Some(ts), Some(bound)) = (env.timestamp, self.config.max_future_ms)
+            && ts > now.saturating_add(bound)
+        {
+            self.counters.future += 1;
+            self.counters.dead_lettered += 1;
+            self.dead.push(DeadLetter {
+                partition: Some(self.config.partition),
+                position: Some(env.position),
+                raw: raw.to_vec(),
+                reason: format!(
+                    "future_timestamp: event time {ts} is more than {bound} ms ahead of the processing clock ({now})"
+                ),
+            });
+            return Ok(());
+        }
         // Late against the watermark as the record found it: the record
         // that moves the watermark is never late itself (with an
         // out-of-orderness of 0 it moves it to its own time).
@@ -426,6 +494,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 raw.to_vec(),
                 Some(env.position),
                 0,
+                "on_late",
                 |ctx, state| processor.on_late(&mut ctx, state, &env.value)
             );
         } else {
@@ -437,6 +506,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 raw.to_vec(),
                 Some(env.position),
                 0,
+                "process",
                 |ctx, state| processor.process(&mut ctx, state, &env.value)
             );
         }
@@ -610,6 +680,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 .into_bytes(),
                 None,
                 chain.saturating_add(1),
+                "on_timer",
                 |ctx, state| processor.on_timer(&mut ctx, state, timer.clone())
             );
             self.enforce_cap()?;

@@ -92,4 +92,24 @@ pub enum Error {
         #[source]
         source: weir_state::Error,
     },
+    /// User code panicked: the partition stops, and the job with it.
+    #[error(
+        "{processor}::{call} panicked on key {key} in partition {partition}{}: {message}",
+        position.map(|p| format!(" at position {p}")).unwrap_or_default()
+    )]
+    Panicked {
+        /// The processor's type.
+        processor: &'static str,
+        /// `process`, `on_timer` or `on_late`.
+        call: &'static str,
+        partition: u32,
+        /// The key, as `Debug` shows it.
+        key: String,
+        /// The record's input position (`None` for a timer).
+        position: Option<u64>,
+        message: String,
+    },
+    /// The runtime itself panicked while handling a partition's message.
+    #[error("partition {partition}: internal error: {message}")]
+    Internal { partition: u32, message: String },
 }

@@ -10,10 +10,15 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use weir_state::{RocksStore, Store};
 
-use crate::core::{Counters, DeadLetter, InputBatch, PartitionCheckpoint, PartitionCore};
+use crate::core::{
+    Counters, DeadLetter, InputBatch, PartitionCheckpoint, PartitionCore, panic_message,
+};
 use crate::processor::Processor;
 use crate::stats::PartitionStats;
 
@@ -83,6 +88,43 @@ pub struct PartitionState<P: Processor> {
 }
 
 impl<P: Processor> PartitionActor<P> {
+    /// Handles one message.
+    async fn apply(
+        message: PartitionMsg<P::Key, P::In>,
+        state: &mut PartitionState<P>,
+    ) -> Result<(), crate::Error> {
+        let args = &mut state.args;
+        match message {
+            PartitionMsg::Batch(batch, guard) => {
+                let r = args.core.process_batch(&batch).await;
+                drop(guard);
+                r
+            }
+            // After Finish, state is written and flushed: nothing may fire.
+            PartitionMsg::Tick if state.finished => Ok(()),
+            PartitionMsg::Tick => args.core.tick().await,
+            PartitionMsg::Barrier { id, position } => {
+                let partition = args.core.partition();
+                let dir = args.checkpoint_dir.join(format!("p{partition}-{id}"));
+                args.core.checkpoint(id, position, &dir).map(|checkpoint| {
+                    Self::deliver(args);
+                    args.outlet.barrier(partition, id);
+                    args.outlet.checkpointed(checkpoint);
+                })
+            }
+            PartitionMsg::Finish(reply) => {
+                let r = args.core.finish().await;
+                if r.is_ok() {
+                    state.finished = true;
+                    Self::deliver(args);
+                    // The caller may have stopped waiting; nothing to do then.
+                    let _ = reply.send(args.core.counters());
+                }
+                r
+            }
+        }
+    }
+
     fn deliver(args: &mut PartitionArgs<P>) {
         let partition = args.core.partition();
         if args.core.has_outputs() {
@@ -119,36 +161,21 @@ impl<P: Processor> Actor for PartitionActor<P> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let args = &mut state.args;
-        let result = match message {
-            PartitionMsg::Batch(batch, guard) => {
-                let r = args.core.process_batch(&batch).await;
-                drop(guard);
-                r
-            }
-            // After Finish, state is written and flushed: nothing may fire.
-            PartitionMsg::Tick if state.finished => Ok(()),
-            PartitionMsg::Tick => args.core.tick().await,
-            PartitionMsg::Barrier { id, position } => {
-                let partition = args.core.partition();
-                let dir = args.checkpoint_dir.join(format!("p{partition}-{id}"));
-                args.core.checkpoint(id, position, &dir).map(|checkpoint| {
-                    Self::deliver(args);
-                    args.outlet.barrier(partition, id);
-                    args.outlet.checkpointed(checkpoint);
-                })
-            }
-            PartitionMsg::Finish(reply) => {
-                let r = args.core.finish().await;
-                if r.is_ok() {
-                    state.finished = true;
-                    Self::deliver(args);
-                    // The caller may have stopped waiting; nothing to do then.
-                    let _ = reply.send(args.core.counters());
-                }
-                r
-            }
+        let partition = state.args.core.partition();
+        // A panic here is the runtime's own (user code's are caught around
+        // each call, with the key and position): the partition reports it
+        // and stops, like any error.
+        let result = match AssertUnwindSafe(Self::apply(message, state))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => Err(crate::Error::Internal {
+                partition,
+                message: panic_message(&*panic),
+            }),
         };
+        let args = &mut state.args;
         Self::deliver(args);
         let core = &args.core;
         args.stats.publish(
@@ -158,11 +185,10 @@ impl<P: Processor> Actor for PartitionActor<P> {
             core.pending_timers(),
         );
         if let Err(e) = &result {
-            args.outlet.failed(args.core.partition(), e);
+            args.outlet.failed(partition, e);
         }
         Ok(result?)
     }
-
     async fn post_stop(
         &self,
         _myself: ActorRef<Self::Msg>,

@@ -20,6 +20,8 @@ pub struct PartitionStats {
     pub records: AtomicU64,
     /// Records behind the watermark.
     pub late: AtomicU64,
+    /// Records too far ahead of the processing clock.
+    pub future: AtomicU64,
     /// Records and timers dead-lettered by the actor.
     pub dead_lettered: AtomicU64,
     /// Outputs emitted.
@@ -45,6 +47,7 @@ impl PartitionStats {
         };
         add(&self.records, published.records, now.records);
         add(&self.late, published.late, now.late);
+        add(&self.future, published.future, now.future);
         add(
             &self.dead_lettered,
             published.dead_lettered,

@@ -37,6 +37,7 @@ impl<P: Processor> TestDriver<P> {
                 idle_passivation_ms: None,
                 out_of_orderness_ms: None,
                 idle_watermark_ms: None,
+                max_future_ms: None,
                 max_attempts: 3,
                 retry_backoff: Duration::ZERO,
                 max_timer_chain: crate::core::DEFAULT_MAX_TIMER_CHAIN,

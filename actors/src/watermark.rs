@@ -49,6 +49,14 @@ impl Watermark {
         self.max_seen = self.max_seen.max(max_seen);
     }
 
+    /// Moves a watermark (and the largest event time seen) that stands
+    /// beyond `limit` back to it: only for one restored from a checkpoint
+    /// that a bound on event time would not have allowed.
+    pub fn hold_back(&mut self, limit: i64) {
+        self.current = self.current.min(limit);
+        self.max_seen = self.max_seen.map(|m| m.min(limit));
+    }
+
     /// The current watermark.
     pub fn current(&self) -> i64 {
         self.current

@@ -432,3 +432,40 @@ fn with_no_out_of_orderness_the_record_that_moves_the_watermark_is_not_late() {
     t.finish();
     assert_eq!(t.take_emitted(), vec!["a:8:1"]);
 }
+
+#[test]
+fn an_event_time_past_the_future_bound_is_dead_lettered_and_moves_nothing() {
+    // Processing time starts at 0; the bound is 1 s ahead of it.
+    let mut d = TestDriver::with_config(
+        Summer::default(),
+        CoreConfig {
+            out_of_orderness_ms: Some(0),
+            idle_watermark_ms: None,
+            max_future_ms: Some(1_000),
+            ..CoreConfig::default()
+        },
+    );
+    d.push("a", 500, 1);
+    d.push("a", 1_000, 1); // at the bound: accepted
+    d.push("b", 1_001, 1); // past it: rejected
+    d.push("a", 900, 1); // late against 1,000, not against 1,001
+    assert_eq!(
+        d.watermark(),
+        1_000,
+        "the rejected record moved the watermark"
+    );
+    let c = d.counters();
+    assert_eq!((c.future, c.late, c.dead_lettered), (1, 1, 2), "{c:?}");
+    let future: Vec<_> = d
+        .dead_letters()
+        .iter()
+        .filter(|l| l.reason.starts_with("future_timestamp"))
+        .collect();
+    assert_eq!(future.len(), 1);
+    assert_eq!(future[0].position, Some(2), "the third record");
+    // As the clock moves on, the same time is accepted.
+    d.advance_processing_time(10);
+    d.push("b", 1_001, 1);
+    assert_eq!(d.watermark(), 1_001);
+    assert_eq!(d.counters().future, 1);
+}

@@ -19,8 +19,8 @@ use crate::source::Source;
 use crate::telemetry::{Advance, BatchDone, Metrics, PartitionMetrics};
 use crate::{Error, Result};
 
-use super::FeedEnd;
-use crate::runtime::Decode;
+use super::aligned::FeedEnd;
+use crate::runtime::{Decode, decode_checked, too_large};
 
 /// Sends barrier `id` at input `position` to every partition and to the
 /// sinks' feed input. Everything routed before was sent before it.
@@ -69,7 +69,9 @@ where
 
 /// What the reader thread hands the feed.
 enum Chunk {
-    Data(u64, Arc<[u8]>),
+    /// Lines read at a position; with a length, the first bytes of one
+    /// line of that length, cut at the bound.
+    Data(u64, Arc<[u8]>, Option<u64>),
     End,
     Failed(Error),
 }
@@ -85,7 +87,8 @@ const READ_AHEAD: usize = 2;
 /// (stdin with no input) never holds up barriers or shutdown. The thread
 /// ends when the input does or the feed stops taking chunks (or, blocked in
 /// a read, with the process).
-fn read_ahead(mut source: Box<dyn Source>) -> Result<Receiver<Chunk>> {
+fn read_ahead(mut source: Box<dyn Source>, max_line: usize) -> Result<Receiver<Chunk>> {
+    source.bound_lines(max_line);
     let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
     std::thread::Builder::new()
         .name("weir-source".into())
@@ -93,7 +96,9 @@ fn read_ahead(mut source: Box<dyn Source>) -> Result<Receiver<Chunk>> {
             let mut buf = Vec::new();
             loop {
                 let chunk = match source.next_chunk(&mut buf) {
-                    Ok(Some(base)) => Chunk::Data(base, Arc::from(buf.as_slice())),
+                    Ok(Some(base)) => {
+                        Chunk::Data(base, Arc::from(buf.as_slice()), source.cut_line())
+                    }
                     Ok(None) => Chunk::End,
                     Err(e) => Chunk::Failed(Error::Io {
                         what: format!("reading {}", source.describe()),
@@ -125,6 +130,7 @@ pub(super) fn feed<K, V, O>(
     coordinator: Option<&Coordinator>,
     stop: &AtomicBool,
     credits: usize,
+    max_record: usize,
     runtime: tokio::runtime::Handle,
     metrics: &Metrics,
 ) -> Result<FeedEnd>
@@ -133,19 +139,14 @@ where
     V: Send + 'static,
     O: Send + 'static,
 {
-    let n = actors.len() as u32;
-    let semaphores: Vec<Arc<Semaphore>> =
-        (0..n).map(|_| Arc::new(Semaphore::new(credits))).collect();
-    let chunks = read_ahead(source)?;
-    let mut key_buf = Vec::with_capacity(64);
+    let chunks = read_ahead(source, max_record)?;
+    let mut router = Router::new(decoder, actors, credits, max_record, runtime, metrics);
     let mut end = FeedEnd {
         lines: 0,
         decode_errors: 0,
         position: start,
         stopped: false,
     };
-    let mut batches: Vec<Vec<Envelope<K, V>>> = (0..n).map(|_| Vec::new()).collect();
-    let progress: Vec<Arc<PartitionMetrics>> = (0..n).map(|p| metrics.partition(p)).collect();
     loop {
         if outlet.has_failed() {
             break;
@@ -154,8 +155,8 @@ where
             end.stopped = true;
             break;
         }
-        let (base, data) = match chunks.recv_timeout(IDLE_CHECK) {
-            Ok(Chunk::Data(base, data)) => (base, data),
+        let (base, data, cut) = match chunks.recv_timeout(IDLE_CHECK) {
+            Ok(Chunk::Data(base, data, cut)) => (base, data, cut),
             Ok(Chunk::End) => break,
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Error::Failed("the source thread stopped".into()));
@@ -167,6 +168,84 @@ where
                 continue;
             }
         };
+        let dead = match cut {
+            Some(len) => {
+                end.lines += 1;
+                end.decode_errors += 1;
+                end.position = base + len;
+                let (raw, reason) = too_large(&data, len, max_record);
+                vec![DeadLetter {
+                    partition: None,
+                    position: Some(base),
+                    raw,
+                    reason,
+                }]
+            }
+            None => {
+                let dead = router.route(base, &data, &mut end);
+                end.position = base + data.len() as u64;
+                dead
+            }
+        };
+        metrics.input_read(end.position);
+        if !dead.is_empty() {
+            metrics.unrouted(dead.len() as u64);
+            outlet.feed_dead_letters(dead);
+        }
+        router.send(&data)?;
+        inject_requested(coordinator, actors, outlet, end.position)?;
+    }
+    Ok(end)
+}
+
+/// Decodes chunks into per-partition batches and sends them.
+struct Router<'a, K, V> {
+    decoder: Arc<dyn Decode<K, V>>,
+    actors: &'a [ActorRef<PartitionMsg<K, V>>],
+    /// Each partition's batch credits.
+    credits: Vec<Arc<Semaphore>>,
+    progress: Vec<Arc<PartitionMetrics>>,
+    /// The records of the current chunk, by partition.
+    batches: Vec<Vec<Envelope<K, V>>>,
+    key_buf: Vec<u8>,
+    /// Longest line decoded.
+    max_record: usize,
+    runtime: tokio::runtime::Handle,
+    metrics: &'a Metrics,
+}
+
+impl<'a, K, V> Router<'a, K, V>
+where
+    K: KeyCodec + Send + 'static,
+    V: Send + 'static,
+{
+    fn new(
+        decoder: Arc<dyn Decode<K, V>>,
+        actors: &'a [ActorRef<PartitionMsg<K, V>>],
+        credits: usize,
+        max_record: usize,
+        runtime: tokio::runtime::Handle,
+        metrics: &'a Metrics,
+    ) -> Self {
+        let n = actors.len() as u32;
+        Self {
+            decoder,
+            actors,
+            credits: (0..n).map(|_| Arc::new(Semaphore::new(credits))).collect(),
+            progress: (0..n).map(|p| metrics.partition(p)).collect(),
+            batches: (0..n).map(|_| Vec::new()).collect(),
+            key_buf: Vec::with_capacity(64),
+            max_record,
+            runtime,
+            metrics,
+        }
+    }
+
+    /// Decodes the lines of `data`, read at input position `base`, into
+    /// the batches; counts them in `end` and returns those that did not
+    /// decode as dead letters.
+    fn route(&mut self, base: u64, data: &[u8], end: &mut FeedEnd) -> Vec<DeadLetter> {
+        let n = self.actors.len() as u32;
         let mut dead = Vec::new();
         let mut start = 0usize;
         while start < data.len() {
@@ -177,14 +256,24 @@ where
             }
             let line = &data[start..content_end];
             let position = base + start as u64;
-            if !line.iter().all(u8::is_ascii_whitespace) {
+            if line.len() > self.max_record {
                 end.lines += 1;
-                match decoder.decode(line) {
+                end.decode_errors += 1;
+                let (raw, reason) = too_large(line, line.len() as u64, self.max_record);
+                dead.push(DeadLetter {
+                    partition: None,
+                    position: Some(position),
+                    raw,
+                    reason,
+                });
+            } else if !line.iter().all(u8::is_ascii_whitespace) {
+                end.lines += 1;
+                match decode_checked(&*self.decoder, line) {
                     Ok(d) => {
-                        key_buf.clear();
-                        d.key.encode_key(&mut key_buf);
-                        let p = partition_of(&key_buf, n) as usize;
-                        batches[p].push(Envelope {
+                        self.key_buf.clear();
+                        d.key.encode_key(&mut self.key_buf);
+                        let p = partition_of(&self.key_buf, n) as usize;
+                        self.batches[p].push(Envelope {
                             key: d.key,
                             timestamp: d.timestamp,
                             value: d.value,
@@ -205,38 +294,37 @@ where
             }
             start = line_end + 1;
         }
-        end.position = base + data.len() as u64;
-        metrics.input_read(end.position);
-        if !dead.is_empty() {
-            metrics.unrouted(dead.len() as u64);
-            outlet.feed_dead_letters(dead);
-        }
-        for (p, records) in batches.iter_mut().enumerate() {
+        dead
+    }
+
+    /// Sends each partition its batch of `data`, once it has a credit.
+    fn send(&mut self, data: &Arc<[u8]>) -> Result<()> {
+        for (p, records) in self.batches.iter_mut().enumerate() {
             if records.is_empty() {
                 continue;
             }
-            let permit = runtime
-                .block_on(Arc::clone(&semaphores[p]).acquire_owned())
+            let permit = self
+                .runtime
+                .block_on(Arc::clone(&self.credits[p]).acquire_owned())
                 .map_err(|_| Error::Actor("batch credits closed".into()))?;
             let count = records.len() as u64;
-            let pm = &progress[p];
+            let pm = &self.progress[p];
             pm.read(count, 0);
             pm.high_watermark.fetch_add(count as i64, Ordering::Relaxed);
             let done = BatchDone {
-                metrics: metrics.clone(),
+                metrics: self.metrics.clone(),
                 partition: Arc::clone(pm),
                 since: Instant::now(),
                 advance: Advance::By(count as i64),
             };
             let batch = InputBatch {
-                data: Arc::clone(&data),
+                data: Arc::clone(data),
                 records: std::mem::take(records),
             };
-            actors[p]
+            self.actors[p]
                 .cast(PartitionMsg::Batch(batch, Some(Box::new((permit, done)))))
                 .map_err(|e| Error::Actor(format!("partition {p} is gone: {e}")))?;
         }
-        inject_requested(coordinator, actors, outlet, end.position)?;
+        Ok(())
     }
-    Ok(end)
 }

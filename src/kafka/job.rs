@@ -1,13 +1,17 @@
-//! [`KafkaJob`]: a job over a Kafka topic, run by one worker of a
-//! consumer group (see [`super::worker`] for the protocol).
+//! [`KafkaSource`]: a job's input as one worker of a consumer group, and
+//! that job's run: clients, threads, the end of the run (see
+//! [`super::worker`] for the protocol).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
-use weir_actors::{Clock, DeadLetter, Processor, SystemClock};
+use weir_actors::Processor;
 use weir_state::StateEnv;
 
 use super::consumer::{GroupContext, poll_loop};
@@ -17,13 +21,13 @@ use super::settings::{KafkaSettings, RecordKey};
 use super::sink::{KafkaSink, reserve};
 use super::upload::{KafkaOutlet, Live, Uploader, upload_loop};
 use super::worker::{Parts, Worker};
+use crate::checkpoint::CheckpointSettings;
+use crate::job::{GroupSource, Input, IntoInput, JobParts, Report, Shutdown, Sinks};
 use crate::outlet::Failure;
 use crate::runtime::{
-    CheckpointTrigger, Decode, Settings, check_layout, clear_local_checkpoints, job_id,
-    lock_state_dir, watch_shutdown,
+    check_layout, clear_local_checkpoints, job_id, lock_state_dir, watch_shutdown,
 };
-use crate::sink::Sink;
-use crate::telemetry::{self, Telemetry};
+use crate::telemetry::{self, JobGuard, Metrics};
 use crate::{Error, Result, lock};
 
 /// What a Kafka job did until it stopped.
@@ -45,258 +49,289 @@ pub struct KafkaReport {
     pub elapsed: Duration,
 }
 
-/// A job over a Kafka topic, run by one worker of a consumer group. Build
-/// it with [`KafkaJob::new`] and the setters, then
-/// [`run_until`](KafkaJob::run_until).
-pub struct KafkaJob<P: Processor> {
-    processor: P,
-    settings: Settings,
-    kafka: Option<KafkaSettings>,
-    decoder: Option<Arc<dyn Decode<P::Key, P::In>>>,
-    clock: Arc<dyn Clock>,
-    trigger: CheckpointTrigger,
+/// The input of a job run by one worker of a consumer group: the input
+/// topic's partitions are assigned to the group's workers, and each
+/// partition is checkpointed on its own and moves with its state. Give it
+/// to [`crate::Job::source`]; outputs go to the output topic of its
+/// settings unless the job has sinks (a Kafka → file job).
+pub struct KafkaSource {
+    kafka: KafkaSettings,
     lag: LagHandle,
-    telemetry: Option<Telemetry>,
-    /// Sinks instead of the output and dead-letter topics.
-    sinks: Option<SinkPair<P::Out>>,
 }
 
-impl<P: Processor> KafkaJob<P>
-where
-    P::Key: RecordKey,
-    P::Out: Serialize,
-{
-    /// A job running `processor` with default settings.
-    pub fn new(processor: P) -> Self {
+impl KafkaSource {
+    /// Reads `kafka.input_topic` as a member of `kafka.group`.
+    pub fn new(kafka: KafkaSettings) -> Self {
         Self {
-            processor,
-            settings: Settings::default(),
-            kafka: None,
-            decoder: None,
-            clock: Arc::new(SystemClock),
-            trigger: CheckpointTrigger::default(),
+            kafka,
             lag: LagHandle::default(),
-            telemetry: None,
-            sinks: None,
         }
-    }
-
-    /// Reports metrics to `telemetry` and serves its admin endpoints while
-    /// the job runs.
-    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
-        self.telemetry = Some(telemetry.clone());
-        self
-    }
-
-    /// Replaces the job settings (`partitions` is taken from the topic;
-    /// checkpoints are required).
-    pub fn settings(mut self, settings: Settings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// Where to read and write.
-    pub fn kafka(mut self, kafka: KafkaSettings) -> Self {
-        self.kafka = Some(kafka);
-        self
-    }
-
-    /// Decodes each record value with `decoder`.
-    pub fn decoder(mut self, decoder: impl Decode<P::Key, P::In>) -> Self {
-        self.decoder = Some(Arc::new(decoder));
-        self
-    }
-
-    /// Writes outputs to `sink` (a file, say) instead of the output topic:
-    /// a Kafka → file job. A partition's checkpoint completes only once
-    /// the sink committed everything before its barrier; outputs of
-    /// records read again after a restart or a move are written again
-    /// (at-least-once). Dead letters go to `dead_letters` (without one, a
-    /// record that does not decode stops the job).
-    pub fn sinks(
-        mut self,
-        sink: impl Sink<P::Out>,
-        dead_letters: Option<Box<dyn Sink<DeadLetter>>>,
-    ) -> Self {
-        self.sinks = Some(SinkPair::new(Box::new(sink), dead_letters));
-        self
-    }
-
-    /// Uses `clock` for processing time.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// A handle that requests checkpoints of every owned partition now.
-    pub fn checkpoint_trigger(&self) -> CheckpointTrigger {
-        self.trigger.clone()
     }
 
     /// A handle that reads the consumer lag while the job runs.
     pub fn lag_handle(&self) -> LagHandle {
         self.lag.clone()
     }
+}
 
-    /// Runs until `shutdown` completes (or the job fails): then takes a
-    /// final checkpoint of every owned partition, commits their offsets and
-    /// leaves the group.
-    pub async fn run_until(
+impl<P: Processor> IntoInput<P> for KafkaSource
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    fn into_input(self) -> Input<P> {
+        Input::group(self)
+    }
+}
+
+impl<P: Processor> GroupSource<P> for KafkaSource
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    fn run(
+        self: Box<Self>,
+        parts: JobParts<P>,
+        sinks: Option<Sinks<P::Out>>,
+        shutdown: Shutdown,
+    ) -> Pin<Box<dyn Future<Output = Result<Report>> + Send>> {
+        Box::pin(run(parts, *self, sinks, shutdown))
+    }
+}
+
+/// Runs until `shutdown` completes (or the job fails): then takes a final
+/// checkpoint of every owned partition, commits their offsets and leaves
+/// the group.
+async fn run<P: Processor>(
+    parts: JobParts<P>,
+    source: KafkaSource,
+    sinks: Option<Sinks<P::Out>>,
+    shutdown: Shutdown,
+) -> Result<Report>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    let started = Instant::now();
+    let (metrics, _admin) = telemetry::for_job(parts.telemetry.as_ref()).await?;
+    let kafka = source.kafka;
+    kafka.validate(sinks.is_none())?;
+    let checkpoints = parts.settings.checkpoints.clone().ok_or_else(|| {
+        Error::Config(
+            "a Kafka job needs a checkpoint store (its state must follow its partitions)".into(),
+        )
+    })?;
+    let config = consumer_config(&kafka)?;
+    let (out, producer) = outputs::<P>(&kafka, sinks)?;
+    let (stop, watcher) = watch_shutdown(
+        shutdown,
+        "final checkpoints, then leaving the group",
+        &metrics,
+    );
+    let member = Member {
+        parts,
+        kafka,
+        lag: source.lag,
+        checkpoints,
+        metrics,
+        started,
+    };
+    let result = tokio::task::spawn_blocking(move || member.run(config, out, producer, &stop))
+        .await
+        .map_err(|e| Error::Actor(format!("poll thread failed: {e}")))?;
+    watcher.abort();
+    let kafka = result?;
+    Ok(Report {
+        records: kafka.records,
+        decode_errors: kafka.decode_errors,
+        elapsed: started.elapsed(),
+        stopped: true,
+        kafka: Some(kafka),
+        ..Report::default()
+    })
+}
+
+/// Where a worker's outputs go: its sinks, or the output topic (then the
+/// producer is returned too).
+type Out<P> = (
+    Arc<dyn Outputs<<P as Processor>::Key, <P as Processor>::Out>>,
+    Option<Arc<KafkaSink>>,
+);
+
+fn outputs<P: Processor>(kafka: &KafkaSettings, sinks: Option<Sinks<P::Out>>) -> Result<Out<P>>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    Ok(match sinks {
+        Some((sink, dead_letters)) => (Arc::new(SinkPair::new(sink, dead_letters)), None),
+        None => {
+            let producer_config: Vec<(String, String)> =
+                kafka.properties.for_producer().cloned().collect();
+            let sink = Arc::new(KafkaSink::with_config(
+                &kafka.brokers,
+                &kafka.output_topic,
+                kafka.dead_letter_topic.as_deref(),
+                &producer_config,
+            )?);
+            (Arc::clone(&sink) as _, Some(sink))
+        }
+    })
+}
+
+/// One member of the consumer group, before it joins.
+struct Member<P: Processor> {
+    parts: JobParts<P>,
+    kafka: KafkaSettings,
+    lag: LagHandle,
+    checkpoints: CheckpointSettings,
+    metrics: Metrics,
+    started: Instant,
+}
+
+impl<P: Processor> Member<P>
+where
+    P::Key: RecordKey,
+    P::Out: Serialize,
+{
+    /// On the poll thread: joins the group, polls until `stop` is set or
+    /// the job fails, then releases every partition and leaves.
+    fn run(
         self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        config: ClientConfig,
+        out: Arc<dyn Outputs<P::Key, P::Out>>,
+        producer: Option<Arc<KafkaSink>>,
+        stop: &AtomicBool,
     ) -> Result<KafkaReport> {
-        let started = Instant::now();
-        let (metrics, _admin) = telemetry::for_job(self.telemetry.as_ref()).await?;
-        let kafka = self
-            .kafka
-            .ok_or_else(|| Error::Config("the job has no Kafka settings".into()))?;
-        kafka.validate(self.sinks.is_none())?;
-        let decoder = self
-            .decoder
-            .ok_or_else(|| Error::Config("the job has no decoder".into()))?;
-        let mut settings = self.settings;
-        let checkpoints = settings.checkpoints.clone().ok_or_else(|| {
-            Error::Config(
-                "a Kafka job needs a checkpoint store (its state must follow its partitions)"
-                    .into(),
-            )
-        })?;
-        let interval = checkpoints.interval;
+        let kafka = &self.kafka.clone();
+        let consumer: BaseConsumer<GroupContext<P>> = config
+            .create_with_context(GroupContext {
+                worker: Mutex::new(None),
+                topic: kafka.input_topic.clone(),
+                lag: self.lag.clone(),
+            })
+            .map_err(|e| {
+                Error::Kafka(format!(
+                    "creating a consumer for {}: {}",
+                    kafka.brokers,
+                    super::config::client_error(&e)
+                ))
+            })?;
+        let metadata = first_metadata(&consumer, producer.as_deref(), kafka)?;
+        let partitions = input_partitions(&metadata, kafka)?;
+        let interval = self.checkpoints.interval;
+        let trigger = self.parts.trigger.clone();
+        let outlet = Arc::new(KafkaOutlet {
+            out,
+            input_topic: kafka.input_topic.clone(),
+            failure: Failure::default(),
+        });
+        let (worker, uploader, _guards) = self.worker(partitions, &outlet)?;
+        *lock(&consumer.context().worker) = Some(worker);
+        let topic = &outlet.input_topic;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| Error::Kafka(format!("subscribing to {topic}: {e}")))?;
+        tracing::info!(%topic, partitions, "joined the group");
 
-        let config = consumer_config(&kafka)?;
-        let (out, producer): (Arc<dyn Outputs<P::Key, P::Out>>, _) = match self.sinks {
-            Some(sinks) => (Arc::new(sinks), None),
-            None => {
-                let producer_config: Vec<(String, String)> =
-                    kafka.properties.for_producer().cloned().collect();
-                let sink = Arc::new(KafkaSink::with_config(
-                    &kafka.brokers,
-                    &kafka.output_topic,
-                    kafka.dead_letter_topic.as_deref(),
-                    &producer_config,
-                )?);
-                (Arc::clone(&sink) as _, Some(sink))
-            }
+        let outcome = poll_loop(&consumer, stop, interval, &trigger);
+        // Final checkpoints of everything still owned, then leave.
+        let (report, fatal) = {
+            let mut guard = lock(&consumer.context().worker);
+            let w = guard.as_mut().expect("worker set above");
+            let lost = outcome.is_err() || w.group.failure().is_some();
+            w.release_all(&consumer, lost);
+            let fatal = w.group.failure().map(str::to_string);
+            let report = w.group.report.clone();
+            *guard = None;
+            (report, fatal)
         };
+        consumer.unsubscribe();
+        // The worker (and with it the upload channel) is gone: the upload
+        // thread ends.
+        drop(consumer);
+        let _ = uploader.join();
+        outcome?;
+        if let Some(f) = fatal.or_else(|| outlet.failure()) {
+            return Err(Error::Failed(f));
+        }
+        Ok(report)
+    }
 
-        let (stop, watcher) = watch_shutdown(
-            shutdown,
-            "final checkpoints, then leaving the group",
-            &metrics,
-        );
-        let processor = Arc::new(self.processor);
-        let clock = self.clock;
-        let trigger = self.trigger;
-        let lag = self.lag;
-        let result = tokio::task::spawn_blocking(move || -> Result<KafkaReport> {
-            let consumer: BaseConsumer<GroupContext<P>> = config
-                .create_with_context(GroupContext {
-                    worker: Mutex::new(None),
-                    topic: kafka.input_topic.clone(),
-                    lag: lag.clone(),
-                })
-                .map_err(|e| {
-                    Error::Kafka(format!(
-                        "creating a consumer for {}: {}",
-                        kafka.brokers,
-                        super::config::client_error(&e)
-                    ))
-                })?;
-            let metadata = first_metadata(&consumer, producer.as_deref(), &kafka)?;
-            let partitions = input_partitions(&metadata, &kafka)?;
-            settings.partitions = partitions;
-            settings.validate()?;
-            let env = StateEnv::new(&settings.state_dir, settings.memory)?;
-            let _lock = lock_state_dir(&settings)?;
-            // A job is its group unless told otherwise.
-            let job_id = job_id(&settings, || kafka.group.clone())?;
-            check_layout(&settings, &format!("kafka:{}", kafka.input_topic), &job_id)?;
-            let local_dir = clear_local_checkpoints(&settings)?;
-            let _job = metrics.job_started(&env, interval);
+    /// Opens the state directory for a topic of `partitions` partitions
+    /// and starts the upload thread: returns the worker, the upload
+    /// thread and what must be held while it runs.
+    fn worker(
+        self,
+        partitions: u32,
+        outlet: &Arc<KafkaOutlet<P::Key, P::Out>>,
+    ) -> Result<(Worker<P>, std::thread::JoinHandle<()>, Held)> {
+        let Self {
+            parts,
+            kafka,
+            lag,
+            checkpoints,
+            metrics,
+            started,
+        } = self;
+        let mut settings = parts.settings;
+        settings.partitions = partitions;
+        settings.validate()?;
+        let env = StateEnv::new(&settings.state_dir, settings.memory)?;
+        let state_lock = lock_state_dir(&settings)?;
+        // A job is its group unless told otherwise.
+        let job_id = job_id(&settings, || kafka.group.clone())?;
+        check_layout(&settings, &format!("kafka:{}", kafka.input_topic), &job_id)?;
+        let local_dir = clear_local_checkpoints(&settings)?;
+        let job = metrics.job_started(&env, checkpoints.interval);
 
-            let (uploads_tx, uploads_rx) = mpsc::channel();
-            let (inbox_tx, inbox_rx) = mpsc::channel();
-            let outlet = Arc::new(KafkaOutlet {
-                out,
-                input_topic: kafka.input_topic.clone(),
-                failure: Failure::default(),
-            });
-            let live: Live = Arc::default();
-            let uploader = {
-                let u = Uploader {
-                    outlet: Arc::clone(&outlet),
-                    live: Arc::clone(&live),
-                    root: Arc::clone(&checkpoints.store),
-                    topic: kafka.input_topic.clone(),
-                    delivery_timeout: kafka.delivery_timeout,
-                    metrics: metrics.clone(),
-                };
-                let done = inbox_tx.clone();
-                std::thread::Builder::new()
-                    .name("weir-upload".into())
-                    .spawn(move || upload_loop(u, uploads_rx, done))
-                    .map_err(|e| Error::Io {
-                        what: "starting the upload thread".into(),
-                        source: e,
-                    })?
-            };
-            *lock(&consumer.context().worker) = Some(Worker::new(
-                Parts {
-                settings: settings.clone(),
-                kafka: kafka.clone(),
+        let (uploads_tx, uploads_rx) = mpsc::channel();
+        let (inbox_tx, inbox_rx) = mpsc::channel();
+        let live: Live = Arc::default();
+        let uploader = Uploader {
+            outlet: Arc::clone(outlet),
+            live: Arc::clone(&live),
+            root: Arc::clone(&checkpoints.store),
+            topic: kafka.input_topic.clone(),
+            delivery_timeout: kafka.delivery_timeout,
+            metrics: metrics.clone(),
+        };
+        let done = inbox_tx.clone();
+        let uploader = std::thread::Builder::new()
+            .name("weir-upload".into())
+            .spawn(move || upload_loop(uploader, uploads_rx, done))
+            .map_err(|e| Error::Io {
+                what: "starting the upload thread".into(),
+                source: e,
+            })?;
+        let worker = Worker::new(
+            Parts {
+                settings,
+                kafka,
                 env,
-                processor,
-                clock,
-                decoder,
-                outlet: Arc::clone(&outlet),
-                store: Arc::clone(&checkpoints.store),
-                job_id: job_id.clone(),
+                processor: Arc::new(parts.processor),
+                clock: parts.clock,
+                decoder: parts.decoder,
+                outlet: Arc::clone(outlet),
+                store: checkpoints.store,
+                job_id,
                 local_dir,
                 lag,
-                metrics: metrics.clone(),
+                metrics,
                 live,
                 inbox: inbox_tx,
                 uploads: uploads_tx,
                 joined: started,
             },
-                inbox_rx,
-            ));
-            consumer
-                .subscribe(&[&kafka.input_topic])
-                .map_err(|e| Error::Kafka(format!("subscribing to {}: {e}", kafka.input_topic)))?;
-            tracing::info!(topic = %kafka.input_topic, group = %kafka.group, partitions, "joined the group");
-
-            let outcome = poll_loop(&consumer, &stop, interval, &trigger);
-            // Final checkpoints of everything still owned, then leave.
-            let report = {
-                let mut guard = lock(&consumer.context().worker);
-                let w = guard.as_mut().expect("worker set above");
-                let lost = outcome.is_err() || w.group.failure().is_some();
-                w.release_all(&consumer, lost);
-                let fatal = w.group.failure().map(str::to_string);
-                let report = w.group.report.clone();
-                *guard = None;
-                (report, fatal)
-            };
-            consumer.unsubscribe();
-            // The worker (and with it the upload channel) is gone: the
-            // upload thread ends.
-            drop(consumer);
-            let _ = uploader.join();
-            outcome?;
-            if let Some(f) = report.1.or_else(|| outlet.failure()) {
-                return Err(Error::Failed(f));
-            }
-            Ok(report.0)
-        })
-        .await
-        .map_err(|e| Error::Actor(format!("poll thread failed: {e}")))?;
-        watcher.abort();
-        let mut report = result?;
-        report.elapsed = started.elapsed();
-        Ok(report)
+            inbox_rx,
+        );
+        Ok((worker, uploader, (state_lock, job)))
     }
 }
+
+/// Held while the worker runs: the state directory's lock and the job's
+/// metrics registration.
+type Held = (std::fs::File, JobGuard);
 
 /// The input topic's metadata, asked for in short attempts for up to 30 s.
 /// The producer connects with the same settings; a client error it saw

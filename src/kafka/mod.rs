@@ -1,4 +1,5 @@
-//! Kafka: a consumer-group job ([`KafkaJob`]) and its sink ([`KafkaSink`]).
+//! Kafka: a job's input as a member of a consumer group ([`KafkaSource`],
+//! given to [`crate::Job::source`]) and the producer ([`KafkaSink`]).
 //!
 //! Each partition of the input topic is a weir partition: one actor, one
 //! RocksDB instance, and its own sequence of checkpoints in the shared
@@ -9,8 +10,8 @@
 //!
 //! ## Map
 //! - [`settings`]: [`KafkaSettings`] and [`RecordKey`];
-//! - `job`: [`KafkaJob`], the builder, and its run: clients, threads, the
-//!   end of the run;
+//! - `job`: [`KafkaSource`] and the run of a job over it: clients,
+//!   threads, the end of the run;
 //! - `group`: the worker's decisions as a state machine without I/O
 //!   (assign, revoke, records, credits, barriers, checkpoint outcomes,
 //!   commits, backpressure, fencing), with a property test;
@@ -39,7 +40,7 @@ pub mod watch;
 mod worker;
 
 pub use config::Properties;
-pub use job::{KafkaJob, KafkaReport};
+pub use job::{KafkaReport, KafkaSource};
 pub use lag::{Lag, LagHandle};
 pub use output::{KafkaDeadLetters, KafkaOutput};
 pub use settings::{KafkaSettings, RecordKey};

@@ -36,7 +36,16 @@ pub mod headers {
     pub const SOURCE_PARTITION: &str = "weir.source.partition";
     /// Its offset there (decimal).
     pub const SOURCE_OFFSET: &str = "weir.source.offset";
+    /// Present when the value was cut to fit the producer's message size:
+    /// the raw input's full length in bytes (decimal).
+    pub const TRUNCATED: &str = "weir.truncated";
 }
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Room left in a dead letter for its headers and the record's framing.
+const DEAD_LETTER_OVERHEAD: usize = 4096;
 
 /// Epoch slots: a commit waits for the few epochs before its own, and
 /// every earlier one was drained by an earlier commit.
@@ -191,6 +200,9 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     topic: String,
     dead_letter_topic: Option<String>,
+    /// The largest dead-letter value the producer accepts: a longer raw
+    /// input is cut to it (a dead letter must never stop the job).
+    dead_letter_max: usize,
 }
 
 impl KafkaSink {
@@ -233,10 +245,15 @@ impl KafkaSink {
                     super::config::client_error(&e)
                 ))
             })?;
+        let message_max = config
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         Ok(Self {
             producer,
             topic: topic.to_string(),
             dead_letter_topic: dead_letter_topic.map(str::to_string),
+            dead_letter_max: message_max.saturating_sub(DEAD_LETTER_OVERHEAD).max(1),
         })
     }
 
@@ -265,7 +282,10 @@ impl KafkaSink {
         })?;
         let partition = d.source_partition.to_string();
         let offset = d.source_offset.to_string();
-        let headers = OwnedHeaders::new()
+        let full = d.raw.len().to_string();
+        let cut = d.raw.len() > self.dead_letter_max;
+        let raw = &d.raw[..d.raw.len().min(self.dead_letter_max)];
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: headers::ERROR,
                 value: Some(d.error),
@@ -282,9 +302,15 @@ impl KafkaSink {
                 key: headers::SOURCE_OFFSET,
                 value: Some(&offset),
             });
+        if cut {
+            headers = headers.insert(Header {
+                key: headers::TRUNCATED,
+                value: Some(&full),
+            });
+        }
         self.enqueue(
             BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0)
-                .payload(d.raw)
+                .payload(raw)
                 .headers(headers),
         )
     }

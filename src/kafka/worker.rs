@@ -73,7 +73,7 @@ use super::settings::{KafkaSettings, RecordKey};
 use super::upload::{Inbox, KafkaOutlet, Live, Upload};
 use super::watch::{Skip, Watch};
 use crate::lock;
-use crate::runtime::{Decode, Settings};
+use crate::runtime::{Decode, Settings, decode_checked, too_large};
 use crate::telemetry::{Advance, BatchDone, Metrics};
 
 mod assign;
@@ -169,24 +169,28 @@ where
             return;
         };
         r.watch.read_any = true;
-        let (item, reason) = match payload {
-            None => (None, Some("record has no value".to_string())),
-            Some(bytes) => match self.parts.decoder.decode(bytes) {
+        let max = self.parts.settings.max_record_bytes;
+        let (item, dead) = match payload {
+            None => (None, Some((Vec::new(), "record has no value".to_string()))),
+            Some(bytes) if bytes.len() > max => {
+                (None, Some(too_large(bytes, bytes.len() as u64, max)))
+            }
+            Some(bytes) => match decode_checked(&*self.parts.decoder, bytes) {
                 Ok(d) => (Some((d, bytes)), None),
-                Err(reason) => (None, Some(reason)),
+                Err(reason) => (None, Some((bytes.to_vec(), reason))),
             },
         };
         if !self.group.record(partition, offset, item) {
             return;
         }
-        if let Some(reason) = reason {
+        if let Some((raw, reason)) = dead {
             if let Some(r) = self.running.get(&partition) {
                 r.progress.m.read(1, 1);
             }
             self.parts.outlet.send_dead_letters(&[DeadLetter {
                 partition: Some(partition as u32),
                 position: Some(offset as u64),
-                raw: payload.unwrap_or_default().to_vec(),
+                raw,
                 reason,
             }]);
         }

@@ -145,11 +145,21 @@ pub struct JobArgs {
     pub partitions: u32,
     #[arg(long, env = "WEIR_MAX_OUT_OF_ORDERNESS_MS", default_value_t = 5_000)]
     pub max_out_of_orderness_ms: u64,
-    /// A partition without records this long follows processing time with
-    /// its watermark, so windows close when input stops (0: never; then only
-    /// later records, or the end of a file, close them).
+    /// Kafka input: a partition without records this long follows
+    /// processing time with its watermark, so windows close when input
+    /// stops (0: never). File, stdin and generated input close windows
+    /// with event time and at their end only, so replays are deterministic.
     #[arg(long, env = "WEIR_IDLE_WATERMARK_MS", default_value_t = 10_000)]
     pub idle_watermark_ms: u64,
+    /// A record whose event time is more than this ahead of the clock is
+    /// dead-lettered (reason `future_timestamp`) and never moves the
+    /// watermark (0: no bound).
+    #[arg(long, env = "WEIR_MAX_FUTURE_MS", default_value_t = 3_600_000)]
+    pub max_future_ms: u64,
+    /// Longest line or Kafka record, in bytes: a longer one is
+    /// dead-lettered (reason `too_large`) with its first 4 KiB.
+    #[arg(long, env = "WEIR_MAX_RECORD_BYTES", default_value_t = 1 << 20)]
+    pub max_record_bytes: usize,
     /// Most key actors live at once (all partitions together).
     #[arg(long, env = "WEIR_LIVE_ACTOR_CAP", default_value_t = 100_000)]
     pub live_actor_cap: usize,

@@ -36,6 +36,27 @@ where
     }
 }
 
+/// Event times a job accepts, in ms since the epoch: from 1970 to the end
+/// of the year 9999. A record outside is dead-lettered where it is decoded
+/// (reason `timestamp_out_of_range`), so no time arithmetic downstream
+/// comes near the ends of `i64`.
+pub const EVENT_TIME_RANGE: std::ops::RangeInclusive<i64> = 0..=253_402_300_799_999;
+
+/// Decodes `bytes` with `decoder`, then checks its event time is in
+/// [`EVENT_TIME_RANGE`]: what every connector calls, whatever the decoder.
+pub(crate) fn decode_checked<K: 'static, V: 'static>(
+    decoder: &dyn Decode<K, V>,
+    bytes: &[u8],
+) -> std::result::Result<Decoded<K, V>, String> {
+    let d = decoder.decode(bytes)?;
+    match d.timestamp {
+        Some(ts) if !EVENT_TIME_RANGE.contains(&ts) => Err(format!(
+            "timestamp_out_of_range: event time {ts} ms is not between 1970 and the year 9999"
+        )),
+        _ => Ok(d),
+    }
+}
+
 /// How a job runs. Every field has a default suited to a laptop.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -52,8 +73,19 @@ pub struct Settings {
     /// Bounded out-of-orderness of event time.
     pub max_out_of_orderness: Duration,
     /// A partition without records this long advances its watermark with
-    /// processing time.
+    /// processing time. Kafka input only: with a [`crate::Source`] (files,
+    /// stdin, the generator) windows close with event time and at the end
+    /// of the input, so a replay gives the same results at any speed.
     pub idle_watermark: Option<Duration>,
+    /// A record whose event time is more than this ahead of the processing
+    /// clock is dead-lettered (reason `future_timestamp`) and does not move
+    /// the watermark (`None`: no bound).
+    pub max_future: Option<Duration>,
+    /// Longest record accepted, in bytes: a longer line or Kafka record is
+    /// dead-lettered (reason `too_large`) with its first
+    /// [`TOO_LARGE_PREFIX`] bytes, and a file job never buffers more than
+    /// this plus a read of one line.
+    pub max_record_bytes: usize,
     /// How often partitions look at processing time.
     pub tick: Duration,
     /// Attempts for retryable failures before dead-lettering.
@@ -70,6 +102,29 @@ pub struct Settings {
     pub checkpoints: Option<CheckpointSettings>,
 }
 
+/// Default of [`Settings::max_record_bytes`]: 1 MiB, Kafka's default
+/// message size.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Bytes of a too large record kept in its dead letter.
+pub const TOO_LARGE_PREFIX: usize = 4096;
+
+/// The dead letter of a record of `len` bytes that is longer than the
+/// bound: its reason, and the first [`TOO_LARGE_PREFIX`] bytes of `raw`.
+pub(crate) fn too_large(raw: &[u8], len: u64, max: usize) -> (Vec<u8>, String) {
+    (
+        raw[..raw.len().min(TOO_LARGE_PREFIX)].to_vec(),
+        format!(
+            "too_large: {len} bytes, more than the bound of {max} (the first {TOO_LARGE_PREFIX} are kept)"
+        ),
+    )
+}
+
+/// Default of [`Settings::max_future`]: an hour, well beyond the clock skew
+/// of devices that keep time, short enough that a bad clock or a crafted
+/// timestamp cannot hold windows shut for long.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(3600);
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -80,6 +135,8 @@ impl Default for Settings {
             idle_passivation: Some(Duration::from_secs(60)),
             max_out_of_orderness: Duration::from_secs(5),
             idle_watermark: Some(Duration::from_secs(10)),
+            max_future: Some(DEFAULT_MAX_FUTURE),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             tick: Duration::from_millis(100),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
@@ -104,6 +161,9 @@ impl Settings {
         if self.tick.is_zero() {
             return Err(Error::Config("tick must be longer than zero".into()));
         }
+        if self.max_record_bytes == 0 {
+            return Err(Error::Config("max record bytes must be at least 1".into()));
+        }
         if self.batch_credits == 0 {
             return Err(Error::Config("batch credits must be at least 1".into()));
         }
@@ -121,6 +181,7 @@ impl Settings {
             idle_passivation_ms: self.idle_passivation.map(ms),
             out_of_orderness_ms: Some(ms(self.max_out_of_orderness)),
             idle_watermark_ms: self.idle_watermark.map(ms),
+            max_future_ms: self.max_future.map(ms),
             max_attempts: self.max_attempts,
             retry_backoff: self.retry_backoff,
             max_timer_chain: self.max_timer_chain,

@@ -1,6 +1,8 @@
 //! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -24,22 +26,22 @@ impl AdminServer {
                 what: format!("binding the admin server to {addr}"),
                 source: e,
             })?;
-        let metrics = telemetry.clone();
+        let scrapes = Arc::new(Scrapes {
+            telemetry: telemetry.clone(),
+            last: tokio::sync::Mutex::new(None),
+        });
         let ready = telemetry.metrics().clone();
         let app = Router::new()
             .route(
                 "/metrics",
                 get(move || {
-                    let t = metrics.clone();
+                    let scrapes = Arc::clone(&scrapes);
                     async move {
-                        // Collecting runs the instruments' callbacks, which
-                        // lock and walk state directories: not on a runtime
-                        // worker.
-                        match tokio::task::spawn_blocking(move || t.render()).await {
+                        match scrapes.text().await {
                             Ok(text) => (
                                 StatusCode::OK,
                                 [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                                text,
+                                text.to_string(),
                             )
                                 .into_response(),
                             Err(e) => {
@@ -70,6 +72,38 @@ impl AdminServer {
         });
         tracing::info!(%addr, "admin server listening");
         Ok(Self { task })
+    }
+}
+
+/// Renders `/metrics` once for any number of concurrent scrapes: one
+/// renders while the others wait, and every scrape that arrived before a
+/// rendering finished shares its text. A scrape never gets a text older
+/// than itself, and scrapes cannot stack up work. (The one expensive
+/// figure, the size of the state directories, is measured at most once
+/// per interval whatever the scrapes: `PartitionMetrics::disk_size`.)
+struct Scrapes {
+    telemetry: Telemetry,
+    /// The last text and when its rendering finished.
+    last: tokio::sync::Mutex<Option<(Instant, Arc<str>)>>,
+}
+
+impl Scrapes {
+    async fn text(&self) -> Result<Arc<str>, tokio::task::JoinError> {
+        let arrived = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = &*last
+            && *at >= arrived
+        {
+            return Ok(Arc::clone(text));
+        }
+        // Collecting runs the instruments' callbacks, which lock partition
+        // maps and may walk state directories: not on a runtime worker.
+        let t = self.telemetry.clone();
+        let text: Arc<str> = tokio::task::spawn_blocking(move || t.render())
+            .await?
+            .into();
+        *last = Some((Instant::now(), Arc::clone(&text)));
+        Ok(text)
     }
 }
 

@@ -8,219 +8,23 @@
 //! collects, and only then is the partition map locked.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
-use weir_actors::runtime::PartitionStats;
 use weir_state::StateEnv;
 
-use super::names::{self, Kind, Metric};
-use crate::kafka::watch::Skip;
+use super::names::{self, Metric};
 use crate::lock;
 
-/// One partition's figures (kept after the partition leaves the process, so
-/// its counters never go backwards).
-#[derive(Debug)]
-pub struct PartitionMetrics {
-    /// What the partition's actor publishes.
-    pub(crate) stats: Arc<PartitionStats>,
-    owned: AtomicBool,
-    /// Input positions ("next to read"; -1: unknown). For Kafka these are
-    /// offsets; for file input, counts of records routed to the partition.
-    pub(crate) high_watermark: AtomicI64,
-    pub(crate) committed: AtomicI64,
-    pub(crate) processed: AtomicI64,
-    /// Records read for the partition and records that did not decode.
-    pub(crate) records_in: AtomicU64,
-    pub(crate) decode_errors: AtomicU64,
-    /// Kafka input: when the partition last made progress, ms since the
-    /// epoch, while it is stalled (-1: not stalled); stall episodes; and
-    /// records skipped, by [`Skip`] reason.
-    stalled_since_ms: AtomicI64,
-    stalls: AtomicU64,
-    skipped: [AtomicU64; 2],
-    /// When the last checkpoint completed (or the partition started, before
-    /// one did), ms since the epoch.
-    checkpoint_at_ms: AtomicI64,
-    checkpoint_size: AtomicU64,
-    restoring: AtomicBool,
-    restore_began_ms: AtomicI64,
-    restore_ms: AtomicU64,
-    restore_bytes: AtomicU64,
-    restore_total: AtomicU64,
-    restore_keys: AtomicU64,
-    /// Where its RocksDB instance lives, for the disk size.
-    dir: Mutex<Option<PathBuf>>,
-}
+mod export;
+mod partition;
 
-impl Default for PartitionMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl PartitionMetrics {
-    fn new() -> Self {
-        Self {
-            stats: Arc::default(),
-            owned: AtomicBool::new(false),
-            high_watermark: AtomicI64::new(-1),
-            committed: AtomicI64::new(-1),
-            processed: AtomicI64::new(-1),
-            records_in: AtomicU64::new(0),
-            decode_errors: AtomicU64::new(0),
-            stalled_since_ms: AtomicI64::new(-1),
-            stalls: AtomicU64::new(0),
-            skipped: Default::default(),
-            checkpoint_at_ms: AtomicI64::new(now_ms()),
-            checkpoint_size: AtomicU64::new(0),
-            restoring: AtomicBool::new(false),
-            restore_began_ms: AtomicI64::new(0),
-            restore_ms: AtomicU64::new(0),
-            restore_bytes: AtomicU64::new(0),
-            restore_total: AtomicU64::new(0),
-            restore_keys: AtomicU64::new(0),
-            dir: Mutex::new(None),
-        }
-    }
-
-    /// `n` records read for the partition, `bad` of them undecodable.
-    pub(crate) fn read(&self, n: u64, bad: u64) {
-        self.records_in.fetch_add(n, Ordering::Relaxed);
-        if bad > 0 {
-            self.decode_errors.fetch_add(bad, Ordering::Relaxed);
-        }
-    }
-
-    /// The partition's input stalled (it last made progress at `since`),
-    /// or, with `None`, is moving again.
-    pub(crate) fn set_stalled(&self, since: Option<SystemTime>) {
-        let ms = since.map_or(-1, |t| {
-            t.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        });
-        if ms >= 0 {
-            self.stalls.fetch_add(1, Ordering::Relaxed);
-        }
-        self.stalled_since_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// `n` input records were skipped for `why`.
-    pub(crate) fn skipped(&self, why: Skip, n: u64) {
-        self.skipped[why as usize].fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn stalled(&self) -> bool {
-        self.stalled_since_ms.load(Ordering::Relaxed) >= 0
-    }
-
-    /// Positions count records from 0 (file input, where the high
-    /// watermark is what was routed to the partition). Without checkpoints
-    /// nothing is ever committed: no committed lag, no checkpoint age.
-    pub(crate) fn count_from_zero(&self, checkpoints: bool) {
-        self.high_watermark.store(0, Ordering::Relaxed);
-        self.processed.store(0, Ordering::Relaxed);
-        let committed = if checkpoints { 0 } else { -1 };
-        self.committed.store(committed, Ordering::Relaxed);
-        if !checkpoints {
-            self.checkpoint_at_ms.store(-1, Ordering::Relaxed);
-        }
-    }
-
-    /// The restore needs `total` bytes (from the start again, when an
-    /// earlier checkpoint is tried after a broken one).
-    pub(crate) fn restore_size(&self, total: u64) {
-        self.restore_total.store(total, Ordering::Relaxed);
-        self.restore_bytes.store(0, Ordering::Relaxed);
-    }
-
-    /// `bytes` more of the restore are in.
-    pub(crate) fn restore_progress(&self, bytes: u64) {
-        self.restore_bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// The restore ended: the state is open, with about `keys` keys.
-    pub(crate) fn restore_finished(&self, keys: u64) {
-        let began = self.restore_began_ms.load(Ordering::Relaxed);
-        let took = if began > 0 { now_ms() - began } else { 0 };
-        self.restore_ms.store(took.max(0) as u64, Ordering::Relaxed);
-        self.restore_keys.store(keys, Ordering::Relaxed);
-        self.restoring.store(false, Ordering::Relaxed);
-    }
-
-    /// The partition has read nothing a checkpoint would cover.
-    pub(crate) fn nothing_to_checkpoint(&self) {
-        self.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// A checkpoint holding `size` bytes of this partition completed.
-    pub(crate) fn checkpointed(&self, size: u64) {
-        self.checkpoint_size.store(size, Ordering::Relaxed);
-        self.checkpoint_at_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// High watermark minus the position in `of`; unknown (not exported)
-    /// until both are known.
-    fn lag(&self, of: &AtomicI64) -> Option<f64> {
-        let hw = self.high_watermark.load(Ordering::Relaxed);
-        let at = of.load(Ordering::Relaxed);
-        (hw >= 0 && at >= 0).then(|| (hw - at).max(0) as f64)
-    }
-}
-
-/// How a processed batch moves its partition's processed position.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Advance {
-    /// By this many records (file input counts records).
-    By(i64),
-    /// Up to this offset (Kafka).
-    To(i64),
-}
-
-/// Dropped when its batch was processed: records the batch's latency and
-/// the partition's progress. One per batch, so nothing per record.
-pub(crate) struct BatchDone {
-    pub(crate) metrics: Metrics,
-    pub(crate) partition: Arc<PartitionMetrics>,
-    pub(crate) since: Instant,
-    pub(crate) advance: Advance,
-}
-
-impl Drop for BatchDone {
-    fn drop(&mut self) {
-        let processed = &self.partition.processed;
-        match self.advance {
-            Advance::By(n) => processed.fetch_add(n, Ordering::Relaxed),
-            Advance::To(offset) => processed.fetch_max(offset, Ordering::Relaxed),
-        };
-        self.metrics.processed_batch(self.since);
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Total size of the files under `dir` (not following links).
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
-}
+pub use partition::PartitionMetrics;
+use partition::now_ms;
+pub(crate) use partition::{Advance, BatchDone};
 
 /// The rebalance events counted in `weir_rebalances_total`.
 #[derive(Debug, Clone, Copy)]
@@ -331,199 +135,6 @@ impl Metrics {
         metrics
     }
 
-    /// Registers a callback reporting `value` of every partition (every one
-    /// seen for counters, owned ones for gauges) and, with `unrouted`, of
-    /// the input that has no partition.
-    fn per_partition(
-        &self,
-        meter: &Meter,
-        m: Metric,
-        unrouted: bool,
-        value: impl Fn(&PartitionMetrics) -> Option<f64> + Send + Sync + 'static,
-    ) {
-        let inner = Arc::clone(&self.0);
-        let each = move |emit: &mut dyn FnMut(f64, &[KeyValue])| {
-            for (p, pm) in inner.partitions_now() {
-                if m.kind == Kind::Gauge && !pm.owned.load(Ordering::Relaxed) {
-                    continue;
-                }
-                if let Some(v) = value(&pm) {
-                    emit(v, &[KeyValue::new("partition", p.to_string())]);
-                }
-            }
-            let none = &inner.unrouted;
-            if unrouted
-                && none.records_in.load(Ordering::Relaxed) > 0
-                && let Some(v) = value(none)
-            {
-                emit(v, &[KeyValue::new("partition", UNROUTED)]);
-            }
-        };
-        match m.kind {
-            Kind::Counter => {
-                meter
-                    .u64_observable_counter(m.instrument())
-                    .with_description(m.help)
-                    .with_callback(move |o| each(&mut |v, attrs| o.observe(v as u64, attrs)))
-                    .build();
-            }
-            _ => {
-                meter
-                    .f64_observable_gauge(m.instrument())
-                    .with_description(m.help)
-                    .with_callback(move |o| each(&mut |v, attrs| o.observe(v, attrs)))
-                    .build();
-            }
-        }
-    }
-
-    fn observe_partitions(&self, meter: &Meter) {
-        let stat = |f: fn(&PartitionStats) -> &AtomicU64| {
-            move |pm: &PartitionMetrics| Some(PartitionStats::get(f(&pm.stats)) as f64)
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        self.per_partition(meter, names::LAG_COMMITTED, false, |pm| {
-            pm.lag(&pm.committed)
-        });
-        self.per_partition(meter, names::LAG_PROCESSED, false, |pm| {
-            pm.lag(&pm.processed)
-        });
-        self.per_partition(meter, names::RECORDS_IN, true, move |pm| {
-            Some(load(&pm.records_in))
-        });
-        self.per_partition(meter, names::RECORDS_OUT, false, stat(|s| &s.emitted));
-        self.per_partition(meter, names::DEAD_LETTERED, true, move |pm| {
-            Some(load(&pm.decode_errors) + load(&pm.stats.dead_lettered))
-        });
-        self.per_partition(meter, names::LATE, false, stat(|s| &s.late));
-        self.per_partition(meter, names::LIVE_ACTORS, false, stat(|s| &s.live_keys));
-        self.per_partition(meter, names::PASSIVATIONS, false, stat(|s| &s.passivations));
-        self.per_partition(
-            meter,
-            names::PENDING_TIMERS,
-            false,
-            stat(|s| &s.pending_timers),
-        );
-        self.per_partition(
-            meter,
-            names::TIMERS_DEFERRED,
-            false,
-            stat(|s| &s.timers_deferred),
-        );
-        self.per_partition(meter, names::CHECKPOINT_SIZE, false, move |pm| {
-            Some(load(&pm.checkpoint_size))
-        });
-        self.per_partition(meter, names::CHECKPOINT_AGE, false, |pm| {
-            let at = pm.checkpoint_at_ms.load(Ordering::Relaxed);
-            (at >= 0).then(|| (now_ms() - at).max(0) as f64 / 1000.0)
-        });
-        self.per_partition(meter, names::RESTORE_DURATION, false, move |pm| {
-            Some(load(&pm.restore_ms) / 1000.0)
-        });
-        self.per_partition(meter, names::RESTORE_BYTES, false, move |pm| {
-            Some(load(&pm.restore_bytes))
-        });
-        self.per_partition(meter, names::RESTORE_TOTAL_BYTES, false, move |pm| {
-            Some(load(&pm.restore_total))
-        });
-        self.per_partition(meter, names::RESTORE_KEYS, false, move |pm| {
-            Some(load(&pm.restore_keys))
-        });
-        self.per_partition(meter, names::INPUT_STALLED, false, |pm| {
-            let since = pm.stalled_since_ms.load(Ordering::Relaxed);
-            Some(if since >= 0 {
-                (now_ms() - since).max(0) as f64 / 1000.0
-            } else {
-                0.0
-            })
-        });
-        self.per_partition(meter, names::INPUT_STALLS, false, move |pm| {
-            Some(load(&pm.stalls))
-        });
-        let inner = Arc::clone(&self.0);
-        meter
-            .u64_observable_counter(names::INPUT_SKIPPED.instrument())
-            .with_description(names::INPUT_SKIPPED.help)
-            .with_callback(move |o| {
-                for (p, pm) in inner.partitions_now() {
-                    for (why, n) in Skip::ALL.iter().zip(&pm.skipped) {
-                        let attrs = [
-                            KeyValue::new("partition", p.to_string()),
-                            KeyValue::new("reason", why.label()),
-                        ];
-                        o.observe(n.load(Ordering::Relaxed), &attrs);
-                    }
-                }
-            })
-            .build();
-        self.per_partition(meter, names::DISK, false, |pm| {
-            let dir = lock(&pm.dir).clone()?;
-            Some(dir_size(&dir) as f64)
-        });
-    }
-
-    fn observe_process(&self, meter: &Meter) {
-        let gauge = |m: Metric, value: Box<dyn Fn(&Inner) -> f64 + Send + Sync>| {
-            let inner = Arc::clone(&self.0);
-            meter
-                .f64_observable_gauge(m.instrument())
-                .with_description(m.help)
-                .with_callback(move |o| o.observe(value(&inner), &[]))
-                .build();
-        };
-        let counter = |m: Metric, value: fn(&Inner) -> &AtomicU64| {
-            let inner = Arc::clone(&self.0);
-            meter
-                .u64_observable_counter(m.instrument())
-                .with_description(m.help)
-                .with_callback(move |o| o.observe(value(&inner).load(Ordering::Relaxed), &[]))
-                .build();
-        };
-        counter(names::CHECKPOINTS, |i| &i.checkpoints);
-        counter(names::CHECKPOINT_FAILURES, |i| &i.checkpoint_failures);
-        counter(names::CONSUMER_ERRORS, |i| &i.consumer_errors);
-        let owned = |i: &Inner, restoring: bool| {
-            lock(&i.partitions)
-                .values()
-                .filter(|p| p.owned.load(Ordering::Relaxed))
-                .filter(|p| !restoring || p.restoring.load(Ordering::Relaxed))
-                .count() as f64
-        };
-        gauge(
-            names::PARTITIONS_ASSIGNED,
-            Box::new(move |i| owned(i, false)),
-        );
-        gauge(
-            names::PARTITIONS_RESTORING,
-            Box::new(move |i| owned(i, true)),
-        );
-        gauge(names::READY, Box::new(|i| f64::from(u8::from(ready(i)))));
-        let inner = Arc::clone(&self.0);
-        meter
-            .f64_observable_gauge(names::CHECKPOINT_INTERVAL.instrument())
-            .with_description(names::CHECKPOINT_INTERVAL.help)
-            .with_callback(move |o| match inner.interval_ms.load(Ordering::Relaxed) {
-                0 => {}
-                ms => o.observe(ms as f64 / 1000.0, &[]),
-            })
-            .build();
-        let memory = |f: fn(&StateEnv) -> usize| {
-            Box::new(move |i: &Inner| lock(&i.env).as_ref().map_or(0.0, |e| f(e) as f64))
-        };
-        gauge(names::BLOCK_CACHE, memory(StateEnv::cache_usage));
-        gauge(names::MEMTABLES, memory(StateEnv::memtable_usage));
-        let inner = Arc::clone(&self.0);
-        meter
-            .u64_observable_counter(names::REBALANCES.instrument())
-            .with_description(names::REBALANCES.help)
-            .with_callback(move |o| {
-                for (kind, n) in REBALANCE_KINDS.iter().zip(&inner.rebalances) {
-                    o.observe(n.load(Ordering::Relaxed), &[KeyValue::new("kind", *kind)]);
-                }
-            })
-            .build();
-    }
-
     /// Partition `p`'s figures (created on first use).
     pub(crate) fn partition(&self, p: u32) -> Arc<PartitionMetrics> {
         Arc::clone(
@@ -538,6 +149,7 @@ impl Metrics {
         let pm = self.partition(p);
         let owned = dir.is_some();
         *lock(&pm.dir) = dir;
+        *lock(&pm.disk) = None;
         if owned {
             // Taken over: restoring until its state is open.
             let now = now_ms();
@@ -748,6 +360,6 @@ mod tests {
         std::fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
-        assert_eq!(dir_size(dir.path()), 15);
+        assert_eq!(partition::dir_size(dir.path()), 15);
     }
 }

@@ -2,8 +2,7 @@
 //!
 //! A binary calls [`Telemetry::init`] once, before its runtime starts, with
 //! [`TelemetryArgs`] (flatten them into its clap arguments), and hands the
-//! result to its job ([`crate::Job::telemetry`],
-//! [`crate::kafka::KafkaJob::telemetry`]). Then:
+//! result to its job ([`crate::Job::telemetry`]). Then:
 //! - logs go to stderr, human-readable or JSON (`--log-format`), filtered
 //!   by `RUST_LOG`;
 //! - metrics (named in [`names`]) are served in the Prometheus text format
@@ -29,7 +28,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub(crate) use admin::AdminServer;
-pub(crate) use metrics::{Advance, BatchDone, PartitionMetrics, Rebalance};
+pub(crate) use metrics::{Advance, BatchDone, JobGuard, PartitionMetrics, Rebalance};
 pub use metrics::{Metrics, Progress};
 
 use crate::{Error, Result};

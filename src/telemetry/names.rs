@@ -69,6 +69,8 @@ metrics! {
         "Records and timers sent to the dead-letter sink (decode errors, processing errors, late records).";
     LATE = "weir_records_late_total", Counter, P,
         "Records behind the partition's watermark.";
+    FUTURE = "weir_records_future_total", Counter, P,
+        "Records whose event time was further ahead of the processing clock than the bound (max_future); dead-lettered, they do not move the watermark.";
     PROCESSING_LATENCY = "weir_processing_latency_seconds", Histogram, &[],
         "Time from handing a batch of records to its partition actor until they are processed.";
     LIVE_ACTORS = "weir_live_actors", Gauge, P,

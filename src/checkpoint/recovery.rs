@@ -1,0 +1,189 @@
+//! Recovery: restoring the newest usable checkpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_state::owner;
+use weir_state::snapshot::{
+    choose_checkpoint, list_checkpoints, load_manifest, restore_partition_with,
+};
+use weir_state::{Manifest, SnapshotStore, StateEnv};
+
+use super::{CheckpointSettings, Owner, job_area, look_around};
+use crate::telemetry::Metrics;
+use crate::{Error, Result};
+
+/// What recovery found.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// The restored checkpoint, if any.
+    pub manifest: Option<Manifest>,
+    /// Checkpoints skipped, with reasons.
+    pub skipped: Vec<(u64, String)>,
+    /// Bytes restored.
+    pub bytes: u64,
+    /// The highest checkpoint id in the store (new ones are numbered after).
+    pub highest: u64,
+    pub elapsed: Duration,
+}
+
+impl Recovery {
+    /// The input position to resume from.
+    pub fn position(&self) -> u64 {
+        self.manifest
+            .as_ref()
+            .and_then(|m| m.partitions.iter().map(|p| p.position).min())
+            .unwrap_or(0)
+    }
+
+    /// A sink's recorded length (0 on a fresh start).
+    pub fn sink_len(&self, name: &str) -> u64 {
+        self.manifest
+            .as_ref()
+            .and_then(|m| m.sinks.get(name).copied())
+            .unwrap_or(0)
+    }
+
+    /// The id of the restored checkpoint (0 on a fresh start).
+    pub fn checkpoint_id(&self) -> u64 {
+        self.manifest.as_ref().map_or(0, |m| m.checkpoint_id)
+    }
+}
+
+/// Takes the job's checkpoint area and restores its newest usable
+/// checkpoint into the partitions' directories, or empties them when there
+/// is none. Returns the area, its owner and what was restored.
+pub(crate) fn recover(
+    settings: &CheckpointSettings,
+    job_id: &str,
+    env: &StateEnv,
+    partitions: u32,
+    metrics: &Metrics,
+) -> Result<(Arc<dyn SnapshotStore>, Owner, Recovery)> {
+    let area: Arc<dyn SnapshotStore> = Arc::new(job_area(&settings.store, job_id));
+    let all: Vec<u32> = (0..partitions).collect();
+    let (owner, recovery) =
+        take_and_restore(settings, area.as_ref(), job_id, "", env, &all, metrics)?;
+    Ok((area, owner, recovery))
+}
+
+/// Takes `area` for `job_id` and restores its newest usable checkpoint of
+/// `partitions`. An area without checkpoints is first looked around
+/// ([`look_around`], with the pre-job-id place `legacy`), before it is
+/// taken, so a refusal leaves nothing behind. File mode calls this once for
+/// the job, Kafka mode once per assigned partition.
+pub(crate) fn take_and_restore(
+    settings: &CheckpointSettings,
+    area: &dyn SnapshotStore,
+    job_id: &str,
+    legacy: &str,
+    env: &StateEnv,
+    partitions: &[u32],
+    metrics: &Metrics,
+) -> Result<(Owner, Recovery)> {
+    if list_checkpoints(area)?.is_empty() {
+        look_around(
+            settings.store.as_ref(),
+            job_id,
+            legacy,
+            settings.start_empty,
+        )?;
+    }
+    let owner = Owner::take(area, job_id, settings)?;
+    let recovery = restore_newest(area, job_id, env, partitions, settings.start_empty, metrics)?;
+    Ok((owner, recovery))
+}
+
+/// Restores the newest usable checkpoint of `store`, which must hold
+/// exactly `partitions`, into their directories; empties them when there is
+/// none. With checkpoints present but none usable this is an error unless
+/// `start_empty`.
+fn restore_newest(
+    store: &dyn SnapshotStore,
+    job_id: &str,
+    env: &StateEnv,
+    partitions: &[u32],
+    start_empty: bool,
+    metrics: &Metrics,
+) -> Result<Recovery> {
+    let started = Instant::now();
+    // The partitions were marked restoring when they were taken over.
+    let progress: Vec<_> = partitions.iter().map(|&p| metrics.partition(p)).collect();
+    let ids = list_checkpoints(store)?;
+    let highest = ids.last().copied().unwrap_or(0);
+    // Tests check that the kill tests catch a job that never restores
+    // (`recovery-disabled=return`): it sees no checkpoint at all.
+    #[cfg(feature = "failpoints")]
+    let ids = match fail::eval("recovery-disabled", |_| ()) {
+        Some(()) => Vec::new(),
+        None => ids,
+    };
+    // What a superseded owner wrote late is never a candidate.
+    let split = owner::eligibility(&ids, &owner::load_epochs(store)?);
+    for (id, why) in &split.excluded {
+        tracing::warn!(checkpoint = id, reason = %why, store = %store.describe(), "ignored a checkpoint of a superseded owner");
+    }
+    // Restoring is the check (it verifies every checksum), so candidates
+    // are tried one at a time, newest first.
+    let choice = choose_checkpoint(&split.eligible, |id| -> Result<(Manifest, u64)> {
+        let m = load_manifest(store, id)?;
+        if let Some(other) = m.job_id.as_deref().filter(|j| *j != job_id) {
+            return Err(Error::Config(format!(
+                "checkpoint {id} belongs to job {other}, not {job_id}"
+            )));
+        }
+        let found: Vec<u32> = m.partitions.iter().map(|p| p.partition).collect();
+        if found != partitions {
+            return Err(Error::Config(format!(
+                "checkpoint {id} holds partitions {found:?}, expected {partitions:?}"
+            )));
+        }
+        let _span =
+            tracing::info_span!("restore", checkpoint = id, partitions = ?partitions).entered();
+        let mut bytes = 0;
+        for (part, pm) in m.partitions.iter().zip(&progress) {
+            pm.restore_size(part.files.iter().map(|f| f.size).sum());
+            // Tests slow restores down here (`restore-partition=sleep(ms)`).
+            fail::fail_point!("restore-partition");
+            let dir = env.partition_dir(part.partition);
+            bytes += restore_partition_with(store, part, &dir, &mut |b| pm.restore_progress(b))?;
+        }
+        Ok((m, bytes))
+    });
+    let skipped = choice.skipped;
+    for (id, reason) in &skipped {
+        tracing::warn!(checkpoint = id, %reason, store = %store.describe(), "skipped a broken checkpoint");
+    }
+    if let Some((id, (manifest, bytes))) = choice.chosen {
+        tracing::info!(checkpoint = id, bytes, store = %store.describe(), "restored checkpoint");
+        return Ok(Recovery {
+            manifest: Some(manifest),
+            skipped,
+            bytes,
+            highest,
+            elapsed: started.elapsed(),
+        });
+    }
+    if !skipped.is_empty() && !start_empty {
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|(id, r)| format!("checkpoint {id}: {r}"))
+            .collect();
+        return Err(Error::Failed(format!(
+            "no usable checkpoint in {} ({}); start with empty state only if that is acceptable \
+             (--start-empty)",
+            store.describe(),
+            reasons.join("; ")
+        )));
+    }
+    for &p in partitions {
+        env.reset_partition(p)?;
+    }
+    Ok(Recovery {
+        manifest: None,
+        skipped,
+        bytes: 0,
+        highest,
+        elapsed: started.elapsed(),
+    })
+}
