@@ -77,8 +77,8 @@ pub use sink::{DeadLetterFile, Discard, JsonLines, Sink};
 pub use source::{LineSource, Source};
 pub use telemetry::{Metrics, Telemetry, TelemetryArgs};
 pub use weir_actors::{
-    Clock, Context, CoreConfig, Counters, DeadLetter, ManualClock, ProcessError, Processor,
-    SystemClock, TestDriver, TimeDomain, Timer, TimerName,
+    Clock, Context, CoreConfig, Counters, DeadLetter, ManualClock, OnPanic, ProcessError,
+    Processor, SystemClock, TestDriver, TimeDomain, Timer, TimerName,
 };
 pub use weir_state::{KeyCodec, MemoryBudget};
 

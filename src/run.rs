@@ -343,6 +343,7 @@ fn settings(args: &JobArgs, store_url: &str) -> anyhow::Result<Settings> {
             .then(|| Duration::from_millis(args.idle_watermark_ms)),
         max_future: (args.max_future_ms > 0).then(|| Duration::from_millis(args.max_future_ms)),
         max_record_bytes: args.max_record_bytes,
+        on_panic: args.on_panic,
         checkpoints: Some(CheckpointSettings {
             store: open_store(store_url)?,
             interval: (args.checkpoint_interval_ms > 0)

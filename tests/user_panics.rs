@@ -157,3 +157,52 @@ fn a_kafka_job_stops_at_once_when_the_processor_panics() {
     let error = stopped_with(result, started);
     assert_names_the_panic(&error);
 }
+
+#[test]
+fn with_the_dead_letter_policy_a_file_job_goes_on_without_the_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.cef");
+    std::fs::write(&input, lines().join("\n")).expect("write");
+    let out = dir.path().join("out.jsonl");
+    let dlq = dir.path().join("out.dlq");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let report = runtime
+        .block_on(
+            Job::new(Boom)
+                .settings(Settings {
+                    partitions: 3,
+                    state_dir: dir.path().join("state"),
+                    on_panic: weir::OnPanic::DeadLetter,
+                    ..Settings::default()
+                })
+                .source(LineSource::open(&input).expect("open"))
+                .decoder(decode)
+                .sink(JsonLines::file(&out).expect("sink"))
+                .dead_letters(DeadLetterFile::file(&dlq).expect("dlq"))
+                .run(),
+        )
+        .expect("the job goes on past the panic");
+    assert_eq!(report.records, 2_000);
+    // Every other key's count, in order: the outputs of every line but
+    // the one that panicked.
+    let mut want: Vec<String> = Vec::new();
+    let mut counts = std::collections::HashMap::new();
+    for (i, _) in lines().iter().enumerate().filter(|(i, _)| *i != 1_234) {
+        let key = format!("k{}", i % 50);
+        let n = counts.entry(key.clone()).or_insert(0u64);
+        *n += 1;
+        want.push(format!("{key} {n}"));
+    }
+    let mut got: Vec<String> = common::read_json_lines(&out)
+        .into_iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let dead = common::read_json_lines(&dlq);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let reason = dead[0]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("panic: "), "{reason}");
+    assert_names_the_panic(reason);
+}

@@ -97,6 +97,8 @@ pub struct CoreConfig {
     /// records late. A watermark restored from a checkpoint is held to the
     /// same bound. `None`: no bound.
     pub max_future_ms: Option<i64>,
+    /// What a panic in `process`, `on_timer` or `on_late` does.
+    pub on_panic: OnPanic,
     /// Attempts for a call failing with [`ProcessError::Retry`] before the
     /// input is dead-lettered.
     pub max_attempts: u32,
@@ -116,9 +118,37 @@ impl Default for CoreConfig {
             out_of_orderness_ms: Some(5_000),
             idle_watermark_ms: Some(10_000),
             max_future_ms: None,
+            on_panic: OnPanic::Stop,
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
             max_timer_chain: DEFAULT_MAX_TIMER_CHAIN,
+        }
+    }
+}
+
+/// What a panic in user code does ([`CoreConfig::on_panic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnPanic {
+    /// The partition fails with [`Error::Panicked`] (processor, call, key,
+    /// partition, position), and the job stops before another checkpoint.
+    #[default]
+    Stop,
+    /// The key's state and timers are rolled back to what they were before
+    /// the call (a copy is taken before every call, which costs an
+    /// encoding of the state), its outputs are dropped, the input (record
+    /// or timer) is dead-lettered with reason `panic: ...`, and processing
+    /// goes on.
+    DeadLetter,
+}
+
+impl std::str::FromStr for OnPanic {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stop" => Ok(Self::Stop),
+            "dead-letter" => Ok(Self::DeadLetter),
+            other => Err(format!("expected stop or dead-letter, not {other:?}")),
         }
     }
 }
@@ -238,6 +268,12 @@ macro_rules! call_with_retry {
      $chain:expr, $name:literal, |$ctx:ident, $state:ident| $call:expr) => {{
         let mut attempt = 1;
         let mut backoff = $core.config.retry_backoff;
+        // What to roll the key back to if a call panics and the policy is
+        // to dead-letter its input.
+        let before = match $core.config.on_panic {
+            OnPanic::DeadLetter => Some(KeySnapshot::take(&$slot.state, &$core.timers, $key)?),
+            OnPanic::Stop => None,
+        };
         loop {
             let mark = $core.out.len();
             let mut $ctx = Context {
@@ -250,21 +286,37 @@ macro_rules! call_with_retry {
                 chain: $chain,
             };
             let $state = &mut $slot.state;
-            // A panic in user code stops the partition with an error that
-            // names the call; its partial effects are never checkpointed
-            // (the job fails before another checkpoint).
+            // A panic in user code: by the policy, either the partition
+            // stops with an error that names the call (its partial effects
+            // are never checkpointed: the job fails before another
+            // checkpoint), or the key is rolled back to what it was before
+            // the call and the input is dead-lettered.
             let result = match std::panic::AssertUnwindSafe($call).catch_unwind().await {
                 Ok(result) => result,
                 Err(panic) => {
                     $core.out.truncate(mark);
-                    return Err(Error::Panicked {
+                    let error = Error::Panicked {
                         processor: std::any::type_name::<P>(),
                         call: $name,
                         partition: $core.config.partition,
                         key: format!("{:?}", $key),
                         position: $pos,
                         message: panic_message(&*panic),
+                    };
+                    let Some(before) = before else {
+                        return Err(error);
+                    };
+                    before.restore(&mut $slot.state, &mut $core.timers, $key)?;
+                    $slot.dirty = true;
+                    tracing::error!(%error, "dead-lettered the input; the key is as it was before the call");
+                    $core.counters.dead_lettered += 1;
+                    $core.dead.push(DeadLetter {
+                        partition: Some($core.config.partition),
+                        position: $pos,
+                        raw: $raw,
+                        reason: format!("panic: {error}"),
                     });
+                    break;
                 }
             };
             $slot.dirty = true;
@@ -295,6 +347,39 @@ macro_rules! call_with_retry {
             }
         }
     }};
+}
+
+/// A key's state (encoded) and pending timers before a call, to roll the
+/// call back.
+struct KeySnapshot {
+    state: Vec<u8>,
+    timers: Vec<Timer>,
+}
+
+impl KeySnapshot {
+    fn take<K: std::hash::Hash + Eq + Clone, S: serde::Serialize>(
+        state: &S,
+        timers: &TimerQueue<K>,
+        key: &K,
+    ) -> Result<Self, Error> {
+        let mut bytes = Vec::new();
+        encode_value(state, &mut bytes)?;
+        Ok(Self {
+            state: bytes,
+            timers: timers.of_key(key),
+        })
+    }
+
+    fn restore<K: std::hash::Hash + Eq + Clone, S: serde::de::DeserializeOwned>(
+        self,
+        state: &mut S,
+        timers: &mut TimerQueue<K>,
+        key: &K,
+    ) -> Result<(), Error> {
+        *state = decode_value(&self.state)?;
+        timers.restore_key(key, self.timers);
+        Ok(())
+    }
 }
 
 /// The message a panic was raised with.

@@ -59,7 +59,7 @@ mod watermark;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::Context;
-pub use core::{CoreConfig, Counters, DeadLetter};
+pub use core::{CoreConfig, Counters, DeadLetter, OnPanic};
 pub use processor::{Key, ProcessError, Processor};
 pub use testing::TestDriver;
 pub use timers::{TimeDomain, Timer, TimerName};

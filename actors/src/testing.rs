@@ -38,6 +38,7 @@ impl<P: Processor> TestDriver<P> {
                 out_of_orderness_ms: None,
                 idle_watermark_ms: None,
                 max_future_ms: None,
+                on_panic: crate::core::OnPanic::Stop,
                 max_attempts: 3,
                 retry_backoff: Duration::ZERO,
                 max_timer_chain: crate::core::DEFAULT_MAX_TIMER_CHAIN,

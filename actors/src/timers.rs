@@ -245,6 +245,34 @@ impl<K: Hash + Eq + Clone> TimerQueue<K> {
         self.record(key, &e.name, Some((e.domain, e.at)), None);
     }
 
+    /// Key `key`'s pending timers, to put back with
+    /// [`restore_key`](Self::restore_key).
+    pub fn of_key(&self, key: &K) -> Vec<Timer> {
+        self.by_key.get(key).map_or_else(Vec::new, |entries| {
+            entries
+                .iter()
+                .map(|e| Timer {
+                    name: e.name.clone(),
+                    at: e.at,
+                    domain: e.domain,
+                })
+                .collect()
+        })
+    }
+
+    /// Makes `key`'s pending timers exactly `timers` again (the changes
+    /// are recorded for the store like any others).
+    pub fn restore_key(&mut self, key: &K, timers: Vec<Timer>) {
+        for t in self.of_key(key) {
+            if !timers.iter().any(|k| k.name == t.name) {
+                self.cancel(key, &t.name);
+            }
+        }
+        for t in timers {
+            self.set(key, t.name, t.domain, t.at);
+        }
+    }
+
     /// Adds a timer read back from the store (records no change).
     pub fn load(&mut self, key: K, name: TimerName, domain: TimeDomain, at: i64) {
         self.set(&key, name.clone(), domain, at);

@@ -469,3 +469,90 @@ fn an_event_time_past_the_future_bound_is_dead_lettered_and_moves_nothing() {
     assert_eq!(d.watermark(), 1_001);
     assert_eq!(d.counters().future, 1);
 }
+
+/// Counts records per key, sets a timer named after each value, emits the
+/// count; panics on 13 after doing all that, and on the timer of 7.
+struct Fragile;
+
+impl Processor for Fragile {
+    type Key = String;
+    type In = i64;
+    type Out = String;
+    type State = u32;
+
+    async fn process(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        n: &mut u32,
+        v: &i64,
+    ) -> Result<(), ProcessError> {
+        *n += 1;
+        let at = ctx.timestamp().unwrap_or(0) + 1_000;
+        ctx.set_timer(format!("t{v}"), at, TimeDomain::EventTime);
+        ctx.emit(format!("{} {n}", ctx.key()));
+        assert_ne!(*v, 13, "thirteen");
+        Ok(())
+    }
+
+    async fn on_timer(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        n: &mut u32,
+        t: Timer,
+    ) -> Result<(), ProcessError> {
+        *n += 100;
+        ctx.emit(format!("{} {}", t.name, n));
+        assert_ne!(t.name.as_str(), "t7", "seven");
+        Ok(())
+    }
+}
+
+fn fragile(on_panic: weir_actors::OnPanic) -> TestDriver<Fragile> {
+    TestDriver::with_config(
+        Fragile,
+        CoreConfig {
+            out_of_orderness_ms: Some(0),
+            idle_watermark_ms: None,
+            on_panic,
+            ..CoreConfig::default()
+        },
+    )
+}
+
+#[test]
+fn a_panic_with_the_dead_letter_policy_rolls_the_key_back() {
+    let mut d = fragile(weir_actors::OnPanic::DeadLetter);
+    d.push("a", 10, 1);
+    d.push("a", 20, 13); // counts, sets t13, emits, then panics
+    d.push("a", 30, 2);
+    assert_eq!(
+        d.take_emitted(),
+        ["a 1", "a 2"],
+        "the panicking call's output is dropped and its count undone"
+    );
+    d.push("a", 40, 7);
+    d.finish();
+    // t1 (at 1,010), t2 and t7 fire; t13 was never kept; t7's call panics
+    // and is undone too.
+    assert_eq!(d.take_emitted(), ["a 3", "t1 103", "t2 203"]);
+    let reasons: Vec<(Option<u64>, &str)> = d
+        .dead_letters()
+        .iter()
+        .map(|l| (l.position, l.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0].0, Some(1));
+    assert!(reasons[0].1.starts_with("panic: ") && reasons[0].1.contains("thirteen"));
+    assert!(reasons[0].1.contains("::process panicked on key \"a\""));
+    assert_eq!(reasons[1].0, None, "a timer has no position");
+    assert!(reasons[1].1.contains("::on_timer panicked") && reasons[1].1.contains("seven"));
+    assert_eq!(d.counters().dead_lettered, 2);
+}
+
+#[test]
+#[should_panic(expected = "::process panicked on key \"a\" in partition 0 at position 1")]
+fn a_panic_with_the_stop_policy_fails_the_partition() {
+    let mut d = fragile(weir_actors::OnPanic::Stop);
+    d.push("a", 10, 1);
+    d.push("a", 20, 13);
+}

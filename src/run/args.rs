@@ -160,6 +160,16 @@ pub struct JobArgs {
     /// dead-lettered (reason `too_large`) with its first 4 KiB.
     #[arg(long, env = "WEIR_MAX_RECORD_BYTES", default_value_t = 1 << 20)]
     pub max_record_bytes: usize,
+    /// A panic in the processor: `stop` the job with an error naming the
+    /// key and position, or roll the key back, `dead-letter` the input
+    /// (reason `panic: ...`) and go on.
+    #[arg(
+        long,
+        env = "WEIR_ON_PANIC",
+        value_name = "stop|dead-letter",
+        default_value = "stop"
+    )]
+    pub on_panic: weir_actors::OnPanic,
     /// Most key actors live at once (all partitions together).
     #[arg(long, env = "WEIR_LIVE_ACTOR_CAP", default_value_t = 100_000)]
     pub live_actor_cap: usize,

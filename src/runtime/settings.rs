@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use weir_actors::CoreConfig;
+use weir_actors::{CoreConfig, OnPanic};
 use weir_state::MemoryBudget;
 
 use crate::checkpoint::CheckpointSettings;
@@ -86,6 +86,10 @@ pub struct Settings {
     /// [`TOO_LARGE_PREFIX`] bytes, and a file job never buffers more than
     /// this plus a read of one line.
     pub max_record_bytes: usize,
+    /// What a panic in `process`, `on_timer` or `on_late` does: stop the
+    /// job, naming the processor, call, key, partition and position (the
+    /// default), or roll the key back, dead-letter the input and go on.
+    pub on_panic: OnPanic,
     /// How often partitions look at processing time.
     pub tick: Duration,
     /// Attempts for retryable failures before dead-lettering.
@@ -137,6 +141,7 @@ impl Default for Settings {
             idle_watermark: Some(Duration::from_secs(10)),
             max_future: Some(DEFAULT_MAX_FUTURE),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            on_panic: OnPanic::Stop,
             tick: Duration::from_millis(100),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
@@ -182,6 +187,7 @@ impl Settings {
             out_of_orderness_ms: Some(ms(self.max_out_of_orderness)),
             idle_watermark_ms: self.idle_watermark.map(ms),
             max_future_ms: self.max_future.map(ms),
+            on_panic: self.on_panic,
             max_attempts: self.max_attempts,
             retry_backoff: self.retry_backoff,
             max_timer_chain: self.max_timer_chain,
