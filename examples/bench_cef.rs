@@ -54,6 +54,10 @@ struct Args {
     /// second).
     #[arg(long, default_value_t = 0)]
     scrapers: usize,
+    /// `stop` or `dead-letter` (which copies each key's state before every
+    /// call).
+    #[arg(long, default_value = "stop")]
+    on_panic: weir::OnPanic,
 }
 
 /// Scrapes answered by the `--scrapers` threads.
@@ -146,6 +150,7 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         partitions: args.partitions,
         state_dir: dir.path().join("state"),
         live_actor_cap: args.live_actor_cap,
+        on_panic: args.on_panic,
         checkpoints: (args.checkpoint_interval_ms > 0)
             .then(|| -> anyhow::Result<_> {
                 Ok(weir::CheckpointSettings {
@@ -183,10 +188,11 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
             .run(),
     )?;
     println!(
-        "metrics={} scrapers={} scrapes={} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        "metrics={} scrapers={} scrapes={} on_panic={:?} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
         if args.metrics { "on" } else { "off" },
         args.scrapers,
         SCRAPES.load(std::sync::atomic::Ordering::Relaxed),
+        args.on_panic,
         report.records,
         keys,
         args.partitions,

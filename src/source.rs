@@ -64,6 +64,8 @@ pub struct LineSource<R> {
     max_line: usize,
     /// The full length of the line the last chunk cut.
     cut: Option<u64>,
+    /// `pending` may hold whole lines (read with the end of a cut line).
+    pending_lines: bool,
 }
 
 impl<R: Read + Send + 'static> LineSource<R> {
@@ -78,6 +80,7 @@ impl<R: Read + Send + 'static> LineSource<R> {
             eof: false,
             max_line: usize::MAX,
             cut: None,
+            pending_lines: false,
         }
     }
 }
@@ -120,6 +123,7 @@ impl<R: Read> LineSource<R> {
             if let Some(i) = memchr::memchr(b'\n', &scratch[..n]) {
                 len += i as u64 + 1;
                 self.pending.extend_from_slice(&scratch[i + 1..n]);
+                self.pending_lines = true;
                 break;
             }
             len += n as u64;
@@ -142,8 +146,19 @@ impl<R: Read + Send + 'static> Source for LineSource<R> {
         buf.clear();
         self.cut = None;
         // `pending` is the tail after the last line end: it holds no '\n',
-        // so only newly read bytes need searching.
+        // so only newly read bytes need searching; except after a cut
+        // line, where it holds what followed the cut line's end in the
+        // same read, whole lines included.
         std::mem::swap(buf, &mut self.pending);
+        if std::mem::take(&mut self.pending_lines)
+            && let Some(last_nl) = memchr::memrchr(b'\n', buf)
+        {
+            self.pending.extend_from_slice(&buf[last_nl + 1..]);
+            buf.truncate(last_nl + 1);
+            let start = self.position;
+            self.position += buf.len() as u64;
+            return Ok(Some(start));
+        }
         loop {
             let filled = buf.len();
             if !self.eof {
@@ -212,6 +227,7 @@ impl<R: Read + Send + 'static> Source for LineSource<R> {
         seek(&mut self.inner, position)?;
         self.position = position;
         self.pending.clear();
+        self.pending_lines = false;
         self.eof = false;
         Ok(())
     }
@@ -245,6 +261,54 @@ mod tests {
             seen.extend_from_slice(&buf);
         }
         assert_eq!(seen, text);
+    }
+
+    #[test]
+    fn a_line_past_the_bound_is_cut_and_the_lines_after_it_are_whole() {
+        // A 2,500-byte line, ten short ones, a line just under the bound,
+        // another past it at the end without a line end; reads of up to
+        // 1,000 bytes, so a cut line's last read also holds the lines after
+        // it. (A line past the bound that fits in one read arrives whole:
+        // the job rejects it.)
+        let mut text = vec![b'a'; 2_500];
+        text.push(b'\n');
+        let mut want = Vec::new();
+        for i in 0..10 {
+            let l = format!("short {i}");
+            want.push(l.clone());
+            text.extend_from_slice(l.as_bytes());
+            text.push(b'\n');
+        }
+        let under = "b".repeat(95);
+        want.push(under.clone());
+        text.extend_from_slice(under.as_bytes());
+        text.push(b'\n');
+        text.extend_from_slice(&[b'c'; 500]);
+        let mut src = LineSource::new(Trickle(text.clone(), 0, 1_000), "t");
+        src.bound_lines(100);
+        let mut buf = Vec::new();
+        let (mut lines, mut cuts) = (Vec::new(), Vec::new());
+        let mut next = 0;
+        while let Some(pos) = src.next_chunk(&mut buf).expect("reads") {
+            assert_eq!(pos, next, "chunks follow each other");
+            match src.cut_line() {
+                Some(len) => {
+                    assert_eq!(buf.len(), 100, "a cut line keeps the bound's bytes");
+                    cuts.push((pos, len));
+                    next = pos + len;
+                }
+                None => {
+                    assert_eq!(&text[pos as usize..pos as usize + buf.len()], &buf[..]);
+                    for l in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        lines.push(String::from_utf8(l.to_vec()).expect("utf-8"));
+                    }
+                    next = pos + buf.len() as u64;
+                }
+            }
+        }
+        assert_eq!(lines, want);
+        assert_eq!(cuts, [(0, 2_501), (text.len() as u64 - 500, 500)]);
+        assert_eq!(next, text.len() as u64);
     }
 
     #[test]

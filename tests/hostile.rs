@@ -463,3 +463,38 @@ fn cef_decode(line: &[u8]) -> Result<weir::Decoded<String, ()>, String> {
         value: (),
     })
 }
+
+#[test]
+fn input_appended_after_a_finished_run_is_on_time() {
+    // A run that reaches the end of its input closes every window: its
+    // last checkpoint holds the watermark at the maximum. Run again after
+    // more lines were appended (the same event times over again), those
+    // lines are processed, not late.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = data_set(20_000, 100, 74, 0);
+    let second = data_set(20_000, 100, 75, 0);
+    let input = dir.path().join("growing.cef");
+    std::fs::write(&input, &first.text).expect("write");
+    let args = ["--input", input.to_str().expect("utf-8")];
+    let run = run_example(dir.path(), "growing", &args);
+    assert_eq!(sorted(run.alerts), reference(&first));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .expect("open");
+    file.write_all(&second.text).expect("append");
+    let again = run_example(dir.path(), "growing", &args);
+    assert_eq!(
+        summary_field(&again.summary, "records") as usize,
+        second.lines
+    );
+    assert!(
+        again.dead_letters.is_empty(),
+        "{} dead letters, e.g. {:?}",
+        again.dead_letters.len(),
+        again.dead_letters.first()
+    );
+    let mut both = reference(&first);
+    both.extend(reference(&second));
+    assert_eq!(sorted(again.alerts), sorted(both));
+}

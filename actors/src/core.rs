@@ -94,8 +94,8 @@ pub struct CoreConfig {
     /// clock is dead-lettered (reason `future_timestamp`) and counted in
     /// [`Counters::future`]; it never moves the watermark, so one bad clock
     /// or crafted line cannot close every window and make all later
-    /// records late. A watermark restored from a checkpoint is held to the
-    /// same bound. `None`: no bound.
+    /// records late. A watermark restored from a checkpoint beyond the
+    /// same bound is forgotten. `None`: no bound.
     pub max_future_ms: Option<i64>,
     /// What a panic in `process`, `on_timer` or `on_late` does.
     pub on_panic: OnPanic,
@@ -383,7 +383,7 @@ impl KeySnapshot {
 }
 
 /// The message a panic was raised with.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -427,8 +427,9 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         }
         // A watermark saved by an earlier run may stand far ahead (a run
         // that finished its input ends at the maximum; an older version had
-        // no bound on event time): held to the bound, later records are on
-        // time again.
+        // no bound on event time): forgotten, later records are on time
+        // again. (Held back to the bound instead, every record for the next
+        // hour would be late.)
         if let Some(bound) = config.max_future_ms {
             let limit = now.saturating_add(bound);
             if watermark.current() > limit {
@@ -436,9 +437,9 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                     partition,
                     restored = watermark.current(),
                     limit,
-                    "the restored watermark is ahead of the processing clock by more than max_future_ms; holding it back"
+                    "the restored watermark is ahead of the processing clock by more than max_future_ms; starting it afresh"
                 );
-                watermark.hold_back(limit);
+                watermark.forget();
             }
         }
         tracing::debug!(

@@ -69,6 +69,7 @@ pub mod runtime {
     pub use crate::barrier::{AlignError, Aligner, Alignment};
     pub use crate::core::{
         DEFAULT_MAX_TIMER_CHAIN, Envelope, InputBatch, PartitionCheckpoint, PartitionCore,
+        panic_message,
     };
     pub use crate::partition::{
         BatchGuard, Outlet, PartitionActor, PartitionArgs, PartitionMsg, PartitionState,

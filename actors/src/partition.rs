@@ -176,7 +176,14 @@ impl<P: Processor> Actor for PartitionActor<P> {
             }),
         };
         let args = &mut state.args;
-        Self::deliver(args);
+        // A failure is reported first: delivering from a core that panicked
+        // half-way might fail again.
+        if let Err(e) = &result {
+            args.outlet.failed(partition, e);
+        }
+        if !matches!(result, Err(crate::Error::Internal { .. })) {
+            Self::deliver(args);
+        }
         let core = &args.core;
         args.stats.publish(
             &mut state.published,
@@ -184,9 +191,6 @@ impl<P: Processor> Actor for PartitionActor<P> {
             core.live_keys(),
             core.pending_timers(),
         );
-        if let Err(e) = &result {
-            args.outlet.failed(partition, e);
-        }
         Ok(result?)
     }
     async fn post_stop(

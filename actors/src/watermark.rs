@@ -49,12 +49,13 @@ impl Watermark {
         self.max_seen = self.max_seen.max(max_seen);
     }
 
-    /// Moves a watermark (and the largest event time seen) that stands
-    /// beyond `limit` back to it: only for one restored from a checkpoint
-    /// that a bound on event time would not have allowed.
-    pub fn hold_back(&mut self, limit: i64) {
-        self.current = self.current.min(limit);
-        self.max_seen = self.max_seen.map(|m| m.min(limit));
+    /// Forgets the watermark and the largest event time seen, as if no
+    /// record had come: for one restored from a checkpoint that a bound on
+    /// event time would not have allowed. Every timer at or below it has
+    /// fired already; the next records set it again.
+    pub fn forget(&mut self) {
+        self.current = i64::MIN;
+        self.max_seen = None;
     }
 
     /// The current watermark.

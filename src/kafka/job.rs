@@ -140,7 +140,8 @@ where
         .await
         .map_err(|e| Error::Actor(format!("poll thread failed: {e}")))?;
     watcher.abort();
-    let kafka = result?;
+    let mut kafka = result?;
+    kafka.elapsed = started.elapsed();
     Ok(Report {
         records: kafka.records,
         decode_errors: kafka.decode_errors,
@@ -232,7 +233,7 @@ where
         consumer
             .subscribe(&[topic])
             .map_err(|e| Error::Kafka(format!("subscribing to {topic}: {e}")))?;
-        tracing::info!(%topic, partitions, "joined the group");
+        tracing::info!(%topic, group = %kafka.group, partitions, "joined the group");
 
         let outcome = poll_loop(&consumer, stop, interval, &trigger);
         // Final checkpoints of everything still owned, then leave.

@@ -47,6 +47,9 @@ const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// Room left in a dead letter for its headers and the record's framing.
 const DEAD_LETTER_OVERHEAD: usize = 4096;
 
+/// Longest `weir.error` header, in bytes (within the overhead above).
+const MAX_ERROR_HEADER: usize = 2048;
+
 /// Epoch slots: a commit waits for the few epochs before its own, and
 /// every earlier one was drained by an earlier commit.
 const EPOCH_SLOTS: usize = 16;
@@ -285,10 +288,16 @@ impl KafkaSink {
         let full = d.raw.len().to_string();
         let cut = d.raw.len() > self.dead_letter_max;
         let raw = &d.raw[..d.raw.len().min(self.dead_letter_max)];
+        // The reason may carry user text (a panic message, a key): bounded
+        // too, so the headers stay within the room left for them.
+        let mut end = d.error.len().min(MAX_ERROR_HEADER);
+        while !d.error.is_char_boundary(end) {
+            end -= 1;
+        }
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: headers::ERROR,
-                value: Some(d.error),
+                value: Some(&d.error[..end]),
             })
             .insert(Header {
                 key: headers::SOURCE_TOPIC,

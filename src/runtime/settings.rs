@@ -48,7 +48,16 @@ pub(crate) fn decode_checked<K: 'static, V: 'static>(
     decoder: &dyn Decode<K, V>,
     bytes: &[u8],
 ) -> std::result::Result<Decoded<K, V>, String> {
-    let d = decoder.decode(bytes)?;
+    // A decoder that panics on hostile input dead-letters that input
+    // rather than taking the feed or the poll thread down with it.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(bytes)));
+    let d = match decoded {
+        Ok(d) => d?,
+        Err(panic) => {
+            let message = weir_actors::runtime::panic_message(&*panic);
+            return Err(format!("decoder_panic: the decoder panicked: {message}"));
+        }
+    };
     match d.timestamp {
         Some(ts) if !EVENT_TIME_RANGE.contains(&ts) => Err(format!(
             "timestamp_out_of_range: event time {ts} ms is not between 1970 and the year 9999"
@@ -203,5 +212,39 @@ impl CheckpointTrigger {
     /// Requests a checkpoint (ignored while one is in flight).
     pub fn request(&self) {
         self.0.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ts: i64) -> impl Decode<String, ()> {
+        move |line: &[u8]| -> std::result::Result<Decoded<String, ()>, String> {
+            if line == b"boom" {
+                panic!("a decoder bug");
+            }
+            Ok(Decoded {
+                key: "k".into(),
+                timestamp: Some(ts),
+                value: (),
+            })
+        }
+    }
+
+    #[test]
+    fn event_times_outside_the_range_and_decoder_panics_are_reasons() {
+        let ok = |ts: i64| decode_checked(&at(ts), b"x").map(|d| d.timestamp);
+        assert_eq!(ok(0), Ok(Some(0)));
+        assert_eq!(ok(253_402_300_799_999), Ok(Some(253_402_300_799_999)));
+        for bad in [-1, i64::MIN, 253_402_300_800_000, i64::MAX] {
+            let why = ok(bad).expect_err("out of range");
+            assert!(why.starts_with("timestamp_out_of_range"), "{bad}: {why}");
+        }
+        let why = decode_checked(&at(5), b"boom").expect_err("a panic is a reason");
+        assert!(
+            why.starts_with("decoder_panic") && why.contains("a decoder bug"),
+            "{why}"
+        );
     }
 }

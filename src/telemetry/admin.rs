@@ -77,13 +77,15 @@ impl AdminServer {
 
 /// Renders `/metrics` once for any number of concurrent scrapes: one
 /// renders while the others wait, and every scrape that arrived before a
-/// rendering finished shares its text. A scrape never gets a text older
-/// than itself, and scrapes cannot stack up work. (The one expensive
+/// rendering started shares its text. A scrape never gets figures
+/// collected before it arrived, and however many arrive at once, they cost
+/// at most two renderings (the one running when they came, and one for
+/// them all). (The one expensive
 /// figure, the size of the state directories, is measured at most once
 /// per interval whatever the scrapes: `PartitionMetrics::disk_size`.)
 struct Scrapes {
     telemetry: Telemetry,
-    /// The last text and when its rendering finished.
+    /// The last text and when its rendering started.
     last: tokio::sync::Mutex<Option<(Instant, Arc<str>)>>,
 }
 
@@ -98,11 +100,12 @@ impl Scrapes {
         }
         // Collecting runs the instruments' callbacks, which lock partition
         // maps and may walk state directories: not on a runtime worker.
+        let started = Instant::now();
         let t = self.telemetry.clone();
         let text: Arc<str> = tokio::task::spawn_blocking(move || t.render())
             .await?
             .into();
-        *last = Some((Instant::now(), Arc::clone(&text)));
+        *last = Some((started, Arc::clone(&text)));
         Ok(text)
     }
 }
