@@ -63,7 +63,7 @@ use rustc_hash::{FxBuildHasher, FxHashSet};
 use weir_state::layout::{
     META_MAX_SEEN, META_POSITION, META_WATERMARK, parse_timer_key, timer_key,
 };
-use weir_state::value::{decode_value, encode_value};
+use weir_state::value::{decode_body, decode_value, encode_state, encode_value, split_state};
 use weir_state::{KeyCodec, Space, Store};
 
 use crate::Error;
@@ -410,7 +410,11 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             Ok(())
         })?;
         let mut default_encoding = Vec::new();
-        encode_value(&P::State::default(), &mut default_encoding)?;
+        encode_state(
+            &P::State::default(),
+            P::STATE_VERSION,
+            &mut default_encoding,
+        )?;
         let now = clock.now_ms();
         let mut watermark =
             Watermark::new(config.out_of_orderness_ms, config.idle_watermark_ms, now);
@@ -525,7 +529,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         if let Some(slot) = self.keys.peek(key) {
             return Ok(slot.state.clone());
         }
-        self.load_state(key).map(|(state, _)| state)
+        self.load_state(key).map(|(state, ..)| state)
     }
 
     /// Processes every record of a batch, in order.
@@ -802,13 +806,14 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             slot.last_active = now;
             return Ok(());
         }
-        let (state, stored) = self.load_state(key)?;
+        let (state, stored, migrated) = self.load_state(key)?;
         self.counters.activations += 1;
         self.keys.push(
             key.clone(),
             Slot {
                 state,
-                dirty: false,
+                // A migrated value is written back in the new version.
+                dirty: migrated,
                 stored,
                 last_active: now,
             },
@@ -824,19 +829,39 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         Ok(())
     }
 
-    /// The stored state of `key` (or the default) and whether it was stored.
-    fn load_state(&mut self, key: &P::Key) -> Result<(P::State, bool), Error> {
+    /// The stored state of `key` (or the default), whether it was stored,
+    /// and whether it was migrated from an older state version (then it
+    /// must be written back).
+    fn load_state(&mut self, key: &P::Key) -> Result<(P::State, bool, bool), Error> {
         self.key_buf.clear();
         key.encode_key(&mut self.key_buf);
-        match self.store.get(Space::State, &self.key_buf)? {
-            Some(bytes) => decode_value(&bytes)
-                .map(|state| (state, true))
-                .map_err(|source| Error::State {
-                    partition: self.config.partition,
-                    key: format!("{key:?}"),
-                    source,
-                }),
-            None => Ok((P::State::default(), false)),
+        let Some(bytes) = self.store.get(Space::State, &self.key_buf)? else {
+            return Ok((P::State::default(), false, false));
+        };
+        let not_decoded = |source| Error::State {
+            partition: self.config.partition,
+            key: format!("{key:?}"),
+            source,
+        };
+        let (version, body) = split_state(&bytes).map_err(not_decoded)?;
+        let wrong_version = |why: String| Error::StateVersion {
+            partition: self.config.partition,
+            key: format!("{key:?}"),
+            processor: std::any::type_name::<P>(),
+            found: version,
+            current: P::STATE_VERSION,
+            why,
+        };
+        match version.cmp(&P::STATE_VERSION) {
+            std::cmp::Ordering::Equal => decode_body(body)
+                .map(|state| (state, true, false))
+                .map_err(not_decoded),
+            std::cmp::Ordering::Less => P::migrate_state(version, body)
+                .map(|state| (state, true, true))
+                .map_err(wrong_version),
+            std::cmp::Ordering::Greater => Err(wrong_version(
+                "the state was written by newer code; run that code, or start empty".into(),
+            )),
         }
     }
 
@@ -864,7 +889,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             return Ok(());
         }
         slot.dirty = false;
-        encode_value(&slot.state, val_buf)?;
+        encode_state(&slot.state, P::STATE_VERSION, val_buf)?;
         let is_default = val_buf.as_slice() == default_encoding;
         if is_default && !slot.stored {
             return Ok(());

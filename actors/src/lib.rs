@@ -60,6 +60,12 @@ mod watermark;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::Context;
 pub use core::{CoreConfig, Counters, DeadLetter, OnPanic};
+
+/// Decodes the bytes [`Processor::migrate_state`] is given as the old
+/// state type `T`.
+pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    weir_state::value::decode_body(bytes).map_err(|e| e.to_string())
+}
 pub use processor::{Key, ProcessError, Processor};
 pub use testing::TestDriver;
 pub use timers::{TimeDomain, Timer, TimerName};
@@ -92,6 +98,19 @@ pub enum Error {
         key: String,
         #[source]
         source: weir_state::Error,
+    },
+    /// A key's stored state has a version the processor cannot read: newer
+    /// than its code, or older with no migration.
+    #[error(
+        "partition {partition}: state of key {key} is version {found}; {processor} is at version {current}: {why}"
+    )]
+    StateVersion {
+        partition: u32,
+        key: String,
+        processor: &'static str,
+        found: u32,
+        current: u32,
+        why: String,
     },
     /// User code panicked: the partition stops, and the job with it.
     #[error(

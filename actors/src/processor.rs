@@ -96,8 +96,33 @@ pub trait Processor: Send + Sync + Sized + 'static {
     type In: Send + Sync + 'static;
     /// What the processor emits.
     type Out: Send + 'static;
-    /// Per-key state, persisted with serde + bincode under a format version.
+    /// Per-key state, persisted with serde + bincode under
+    /// [`STATE_VERSION`](Processor::STATE_VERSION).
     type State: Default + Serialize + DeserializeOwned + Send + 'static;
+
+    /// The version of `State`'s encoding, stored with every value. Raise it
+    /// whenever `State` changes shape (bincode is not self-describing: a
+    /// field added or removed makes old values unreadable), and say in
+    /// [`migrate_state`](Processor::migrate_state) how to read the old
+    /// ones. Values written before versions existed are version 1.
+    const STATE_VERSION: u32 = 1;
+
+    /// Turns a value stored as state version `version` (older than
+    /// [`STATE_VERSION`](Processor::STATE_VERSION)) into today's state:
+    /// decode `bytes` as the old type with [`crate::decode_state`], then
+    /// convert. It runs the first time each key is loaded after an
+    /// upgrade; the key is written back in the new version at the next
+    /// checkpoint (or when it is passivated), and keys never loaded keep
+    /// their old bytes. Default: no migration. An `Err`, like a value
+    /// newer than the code, fails the partition with an error naming the
+    /// key and both versions: never a silent default state.
+    fn migrate_state(version: u32, bytes: &[u8]) -> Result<Self::State, String> {
+        let _ = bytes;
+        Err(format!(
+            "no migration from state version {version} to {}",
+            Self::STATE_VERSION
+        ))
+    }
 
     /// One record for `ctx.key()`, in input order.
     ///

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_state::MemStore;
+use weir_state::value::{encode_state, split_state};
+use weir_state::{KeyCodec, MemStore, Space, Store};
 
 use crate::clock::ManualClock;
 use crate::core::{CoreConfig, Counters, DeadLetter, Envelope, PartitionCore};
@@ -139,6 +140,34 @@ impl<P: Processor> TestDriver<P> {
     /// for.
     pub fn take_emitted_with_keys(&mut self) -> Vec<(P::Key, P::Out)> {
         std::mem::take(&mut self.emitted)
+    }
+
+    /// Stores `value` as `key`'s state under state version `version`, as
+    /// an earlier version of the processor would have: to test
+    /// [`Processor::migrate_state`]. Call it before the key is first used
+    /// (a live key does not read its stored state again).
+    pub fn put_state<T: serde::Serialize>(
+        &mut self,
+        key: impl Into<P::Key>,
+        version: u32,
+        value: &T,
+    ) {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        key.into().encode_key(&mut k);
+        encode_state(value, version, &mut v).expect("the value encodes");
+        self.core
+            .store_mut()
+            .put(Space::State, &k, &v)
+            .expect("the in-memory store takes it");
+    }
+
+    /// The state version `key`'s stored value carries, if it is stored
+    /// (live keys write theirs when passivated or at [`finish`](Self::finish)).
+    pub fn stored_state_version(&mut self, key: impl Into<P::Key>) -> Option<u32> {
+        let mut k = Vec::new();
+        key.into().encode_key(&mut k);
+        let bytes = self.core.store_mut().get(Space::State, &k).ok()??;
+        split_state(&bytes).ok().map(|(version, _)| version)
     }
 
     /// Dead letters so far.

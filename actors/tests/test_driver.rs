@@ -556,3 +556,108 @@ fn a_panic_with_the_stop_policy_fails_the_partition() {
     d.push("a", 10, 1);
     d.push("a", 20, 13);
 }
+
+/// The state of an earlier release of [`Counting`].
+#[derive(Serialize, Deserialize)]
+struct CountV1 {
+    n: u32,
+}
+
+/// Today's: `n` renamed and widened, a field added.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CountV2 {
+    count: u64,
+    last_seen: i64,
+}
+
+/// Counts records per key, at state version 2, migrating version 1.
+struct Counting;
+
+impl Processor for Counting {
+    type Key = String;
+    type In = ();
+    type Out = (u64, i64);
+    type State = CountV2;
+    const STATE_VERSION: u32 = 2;
+
+    fn migrate_state(version: u32, bytes: &[u8]) -> Result<CountV2, String> {
+        match version {
+            1 => {
+                let old: CountV1 = weir_actors::decode_state(bytes)?;
+                Ok(CountV2 {
+                    count: u64::from(old.n),
+                    last_seen: i64::MIN,
+                })
+            }
+            v => Err(format!("no migration from version {v}")),
+        }
+    }
+
+    async fn process(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        s: &mut CountV2,
+        _: &(),
+    ) -> Result<(), ProcessError> {
+        s.count += 1;
+        s.last_seen = ctx.timestamp().unwrap_or(0);
+        ctx.emit((s.count, s.last_seen));
+        Ok(())
+    }
+}
+
+#[test]
+fn an_old_state_version_is_migrated_when_its_key_is_loaded_and_written_back() {
+    let mut d = TestDriver::new(Counting);
+    d.put_state("a", 1, &CountV1 { n: 41 });
+    d.put_state("untouched", 1, &CountV1 { n: 7 });
+    d.push("a", 5, ());
+    d.push("b", 6, ());
+    assert_eq!(d.take_emitted(), [(42, 5), (1, 6)]);
+    d.finish();
+    assert_eq!(
+        d.stored_state_version("a"),
+        Some(2),
+        "written back as version 2"
+    );
+    assert_eq!(d.stored_state_version("b"), Some(2));
+    assert_eq!(
+        d.stored_state_version("untouched"),
+        Some(1),
+        "a key never loaded keeps its old bytes"
+    );
+}
+
+#[test]
+#[should_panic(expected = "state of key \"a\" is version 3")]
+fn a_state_version_newer_than_the_code_fails_the_partition() {
+    let mut d = TestDriver::new(Counting);
+    d.put_state("a", 3, &CountV2::default());
+    d.push("a", 5, ());
+}
+
+#[test]
+#[should_panic(expected = "no migration from state version 1 to 2")]
+fn a_state_version_without_a_migration_fails_the_partition() {
+    /// Counting without its migration.
+    struct NoMigration;
+    impl Processor for NoMigration {
+        type Key = String;
+        type In = ();
+        type Out = ();
+        type State = CountV2;
+        const STATE_VERSION: u32 = 2;
+
+        async fn process(
+            &self,
+            _: &mut Context<'_, Self>,
+            _: &mut CountV2,
+            _: &(),
+        ) -> Result<(), ProcessError> {
+            Ok(())
+        }
+    }
+    let mut d = TestDriver::new(NoMigration);
+    d.put_state("a", 1, &CountV1 { n: 1 });
+    d.push("a", 5, ());
+}

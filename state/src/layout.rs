@@ -12,8 +12,14 @@
 use crate::codec::{KeyCodec, decode_bytes, encode_bytes};
 use crate::{Error, Result};
 
-/// Version byte written in front of every state value.
-pub const STATE_FORMAT_VERSION: u8 = 1;
+/// Version byte written in front of every state value: the layout of the
+/// value. 1: bincode alone (every value written before state versions; it
+/// reads as state version 1). 2: the processor's state version (u32, little
+/// endian), then bincode.
+pub const STATE_FORMAT_VERSION: u8 = 2;
+
+/// The first value layout, still read.
+pub const STATE_FORMAT_V1: u8 = 1;
 
 /// Prefix of the per-key state records.
 pub const STATE_PREFIX: u8 = b's';
