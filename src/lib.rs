@@ -78,7 +78,7 @@ pub use source::{LineSource, Source};
 pub use telemetry::{Metrics, Telemetry, TelemetryArgs};
 pub use weir_actors::{
     Clock, Context, CoreConfig, Counters, DeadLetter, ManualClock, OnPanic, ProcessError,
-    Processor, SystemClock, TestDriver, TimeDomain, Timer, TimerName, decode_state,
+    Processor, StateTtl, SystemClock, TestDriver, TimeDomain, Timer, TimerName, decode_state,
 };
 pub use weir_state::{KeyCodec, MemoryBudget};
 

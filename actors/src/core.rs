@@ -69,7 +69,7 @@ use weir_state::{KeyCodec, Space, Store};
 use crate::Error;
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::processor::{ProcessError, Processor};
+use crate::processor::{ProcessError, Processor, StateTtl};
 use crate::timers::{Change, Due, TimerQueue};
 use crate::timers::{TimeDomain, Timer};
 use crate::watermark::Watermark;
@@ -99,6 +99,10 @@ pub struct CoreConfig {
     pub max_future_ms: Option<i64>,
     /// What a panic in `process`, `on_timer` or `on_late` does.
     pub on_panic: OnPanic,
+    /// Where the core publishes "now" in its state TTL's domain for the
+    /// store's compaction filter ([`weir_state::TtlFilter`]), when the
+    /// processor's state has a time to live.
+    pub ttl_clock: Option<Arc<std::sync::atomic::AtomicI64>>,
     /// Attempts for a call failing with [`ProcessError::Retry`] before the
     /// input is dead-lettered.
     pub max_attempts: u32,
@@ -119,6 +123,7 @@ impl Default for CoreConfig {
             idle_watermark_ms: Some(10_000),
             max_future_ms: None,
             on_panic: OnPanic::Stop,
+            ttl_clock: None,
             max_attempts: 5,
             retry_backoff: Duration::from_millis(10),
             max_timer_chain: DEFAULT_MAX_TIMER_CHAIN,
@@ -240,6 +245,8 @@ struct Slot<S> {
     /// deleted there rather than just not written).
     stored: bool,
     last_active: i64,
+    /// When the state last changed, in the state TTL's domain.
+    written: i64,
 }
 
 /// One partition's keys, timers and watermark over a store.
@@ -320,6 +327,7 @@ macro_rules! call_with_retry {
                 }
             };
             $slot.dirty = true;
+            $slot.written = ttl_now::<P>(&*$core.clock, &$core.watermark);
             match result {
                 Ok(()) => break,
                 Err(ProcessError::Retry(reason)) if attempt < $core.config.max_attempts => {
@@ -347,6 +355,28 @@ macro_rules! call_with_retry {
             }
         }
     }};
+}
+
+/// What loading a key's state found: the state, whether the store held a
+/// value, whether it must be written back, and when it was written.
+type Loaded<S> = (S, bool, bool, i64);
+
+/// "Now" in the domain of `P`'s state time to live (processing time when it
+/// has none).
+fn ttl_now<P: Processor>(clock: &dyn Clock, watermark: &Watermark) -> i64 {
+    match P::STATE_TTL {
+        Some(StateTtl {
+            domain: TimeDomain::EventTime,
+            ..
+        }) => watermark.current(),
+        _ => clock.now_ms(),
+    }
+}
+
+/// Whether state written at `written` has expired at `now` under `P`'s time
+/// to live.
+fn expired<P: Processor>(written: i64, now: i64) -> bool {
+    P::STATE_TTL.is_some_and(|ttl| written.saturating_add(ttl.after_ms) < now)
 }
 
 /// A key's state (encoded) and pending timers before a call, to roll the
@@ -409,12 +439,16 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             timers.load(key, name.into(), domain, at);
             Ok(())
         })?;
+        // The body (bincode) of the default state: a state equal to it is
+        // deleted rather than stored.
         let mut default_encoding = Vec::new();
-        encode_state(
+        let header = encode_state(
             &P::State::default(),
             P::STATE_VERSION,
+            None,
             &mut default_encoding,
         )?;
+        default_encoding.drain(..header);
         let now = clock.now_ms();
         let mut watermark =
             Watermark::new(config.out_of_orderness_ms, config.idle_watermark_ms, now);
@@ -538,7 +572,16 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             let raw = batch.data.get(env.raw.clone()).unwrap_or(&[]);
             self.process_record(env, raw).await?;
         }
+        self.publish_ttl_clock();
         Ok(())
+    }
+
+    /// Tells the store's compaction filter what "now" is for state TTLs.
+    fn publish_ttl_clock(&self) {
+        if let Some(clock) = &self.config.ttl_clock {
+            let now = ttl_now::<P>(&*self.clock, &self.watermark);
+            clock.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Processes one record; `raw` is its input, for dead letters.
@@ -614,6 +657,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     /// Processing time passed: advances an idle watermark, fires due timers
     /// of both domains and passivates idle keys.
     pub async fn tick(&mut self) -> Result<(), Error> {
+        self.publish_ttl_clock();
         let now = self.clock.now_ms();
         if self.watermark.tick(now) {
             self.fire_event_timers().await?;
@@ -804,18 +848,27 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     fn activate(&mut self, key: &P::Key, now: i64) -> Result<(), Error> {
         if let Some(slot) = self.keys.get_mut(key) {
             slot.last_active = now;
+            let ttl_now = ttl_now::<P>(&*self.clock, &self.watermark);
+            if expired::<P>(slot.written, ttl_now) {
+                // Live but untouched past its time to live: gone too.
+                slot.state = P::State::default();
+                slot.dirty = true;
+                slot.written = ttl_now;
+            }
             return Ok(());
         }
-        let (state, stored, migrated) = self.load_state(key)?;
+        let (state, stored, rewrite, written) = self.load_state(key)?;
         self.counters.activations += 1;
         self.keys.push(
             key.clone(),
             Slot {
                 state,
-                // A migrated value is written back in the new version.
-                dirty: migrated,
+                // A migrated value is written back in the new version, an
+                // expired one deleted.
+                dirty: rewrite,
                 stored,
                 last_active: now,
+                written,
             },
         );
         Ok(())
@@ -830,20 +883,28 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     }
 
     /// The stored state of `key` (or the default), whether it was stored,
-    /// and whether it was migrated from an older state version (then it
-    /// must be written back).
-    fn load_state(&mut self, key: &P::Key) -> Result<(P::State, bool, bool), Error> {
+    /// whether it was migrated from an older state version or expired
+    /// (then it must be written back), and when it was written.
+    fn load_state(&mut self, key: &P::Key) -> Result<Loaded<P::State>, Error> {
         self.key_buf.clear();
         key.encode_key(&mut self.key_buf);
+        let now = ttl_now::<P>(&*self.clock, &self.watermark);
         let Some(bytes) = self.store.get(Space::State, &self.key_buf)? else {
-            return Ok((P::State::default(), false, false));
+            return Ok((P::State::default(), false, false, now));
         };
         let not_decoded = |source| Error::State {
             partition: self.config.partition,
             key: format!("{key:?}"),
             source,
         };
-        let (version, body) = split_state(&bytes).map_err(not_decoded)?;
+        let stored = split_state(&bytes).map_err(not_decoded)?;
+        let written = stored.written_at.unwrap_or(now);
+        if expired::<P>(written, now) {
+            // Gone: the default, and the stored value deleted when the key
+            // is next written.
+            return Ok((P::State::default(), true, true, now));
+        }
+        let (version, body) = (stored.version, stored.body);
         let wrong_version = |why: String| Error::StateVersion {
             partition: self.config.partition,
             key: format!("{key:?}"),
@@ -854,10 +915,10 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         };
         match version.cmp(&P::STATE_VERSION) {
             std::cmp::Ordering::Equal => decode_body(body)
-                .map(|state| (state, true, false))
+                .map(|state| (state, true, false, written))
                 .map_err(not_decoded),
             std::cmp::Ordering::Less => P::migrate_state(version, body)
-                .map(|state| (state, true, true))
+                .map(|state| (state, true, true, written))
                 .map_err(wrong_version),
             std::cmp::Ordering::Greater => Err(wrong_version(
                 "the state was written by newer code; run that code, or start empty".into(),
@@ -889,8 +950,9 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             return Ok(());
         }
         slot.dirty = false;
-        encode_state(&slot.state, P::STATE_VERSION, val_buf)?;
-        let is_default = val_buf.as_slice() == default_encoding;
+        let written_at = P::STATE_TTL.map(|_| slot.written);
+        let header = encode_state(&slot.state, P::STATE_VERSION, written_at, val_buf)?;
+        let is_default = &val_buf[header..] == default_encoding;
         if is_default && !slot.stored {
             return Ok(());
         }

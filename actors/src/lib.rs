@@ -66,7 +66,7 @@ pub use core::{CoreConfig, Counters, DeadLetter, OnPanic};
 pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     weir_state::value::decode_body(bytes).map_err(|e| e.to_string())
 }
-pub use processor::{Key, ProcessError, Processor};
+pub use processor::{Key, ProcessError, Processor, StateTtl};
 pub use testing::TestDriver;
 pub use timers::{TimeDomain, Timer, TimerName};
 

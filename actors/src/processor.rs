@@ -9,12 +9,21 @@ use serde::de::DeserializeOwned;
 use weir_state::KeyCodec;
 
 use crate::context::Context;
-use crate::timers::Timer;
+use crate::timers::{TimeDomain, Timer};
 
 /// What a processor's key must be: hashable for the live-actor table,
 /// encodable for RocksDB (order-preserving, see `weir_state::codec`).
 pub trait Key: KeyCodec + Hash + Eq + Clone + Debug + Send + Sync + 'static {}
 impl<T: KeyCodec + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key for T {}
+
+/// A time to live for a processor's state ([`Processor::STATE_TTL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateTtl {
+    /// Milliseconds after the last change.
+    pub after_ms: i64,
+    /// The clock they are counted on: processing time, or the watermark.
+    pub domain: TimeDomain,
+}
 
 /// Why a record or timer could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +115,13 @@ pub trait Processor: Send + Sync + Sized + 'static {
     /// [`migrate_state`](Processor::migrate_state) how to read the old
     /// ones. Values written before versions existed are version 1.
     const STATE_VERSION: u32 = 1;
+
+    /// How long a key's state lives after it was last changed (`None`, the
+    /// default: for ever). Expired state is never returned: a key whose
+    /// state expired starts again from `State::default()`. It is dropped
+    /// from RocksDB when compaction reaches it (a compaction filter: no
+    /// timer per key) or when the key is next loaded.
+    const STATE_TTL: Option<StateTtl> = None;
 
     /// Turns a value stored as state version `version` (older than
     /// [`STATE_VERSION`](Processor::STATE_VERSION)) into today's state:

@@ -40,6 +40,7 @@ impl<P: Processor> TestDriver<P> {
                 idle_watermark_ms: None,
                 max_future_ms: None,
                 on_panic: crate::core::OnPanic::Stop,
+                ttl_clock: None,
                 max_attempts: 3,
                 retry_backoff: Duration::ZERO,
                 max_timer_chain: crate::core::DEFAULT_MAX_TIMER_CHAIN,
@@ -154,7 +155,7 @@ impl<P: Processor> TestDriver<P> {
     ) {
         let (mut k, mut v) = (Vec::new(), Vec::new());
         key.into().encode_key(&mut k);
-        encode_state(value, version, &mut v).expect("the value encodes");
+        encode_state(value, version, None, &mut v).expect("the value encodes");
         self.core
             .store_mut()
             .put(Space::State, &k, &v)
@@ -167,7 +168,7 @@ impl<P: Processor> TestDriver<P> {
         let mut k = Vec::new();
         key.into().encode_key(&mut k);
         let bytes = self.core.store_mut().get(Space::State, &k).ok()??;
-        split_state(&bytes).ok().map(|(version, _)| version)
+        split_state(&bytes).ok().map(|s| s.version)
     }
 
     /// Dead letters so far.

@@ -49,7 +49,15 @@ pub(crate) async fn spawn_partition<P: Processor>(
     ActorRef<PartitionMsg<P::Key, P::In>>,
     tokio::task::JoinHandle<()>,
 )> {
-    let store = env.open_partition(p)?;
+    // A state time to live: expired values are dropped by compaction,
+    // against the "now" the partition's core publishes.
+    let ttl = P::STATE_TTL.map(|ttl| weir_state::TtlFilter {
+        after_ms: ttl.after_ms,
+        now: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+    });
+    let mut config = settings.core_config(p);
+    config.ttl_clock = ttl.as_ref().map(|t| Arc::clone(&t.now));
+    let store = env.open_partition_with_ttl(p, ttl)?;
     let keys = store
         .db()
         .property_int_value("rocksdb.estimate-num-keys")
@@ -57,16 +65,11 @@ pub(crate) async fn spawn_partition<P: Processor>(
         .flatten()
         .unwrap_or(0);
     progress.restore_finished(keys);
-    let core = PartitionCore::new(
-        Arc::clone(processor),
-        store,
-        settings.core_config(p),
-        Arc::clone(clock),
-    )
-    .map_err(|source| Error::Partition {
-        partition: p,
-        source,
-    })?;
+    let core = PartitionCore::new(Arc::clone(processor), store, config, Arc::clone(clock))
+        .map_err(|source| Error::Partition {
+            partition: p,
+            source,
+        })?;
     let args = PartitionArgs {
         core,
         outlet,

@@ -197,6 +197,7 @@ impl Settings {
             idle_watermark_ms: self.idle_watermark.map(ms),
             max_future_ms: self.max_future.map(ms),
             on_panic: self.on_panic,
+            ttl_clock: None,
             max_attempts: self.max_attempts,
             retry_backoff: self.retry_backoff,
             max_timer_chain: self.max_timer_chain,

@@ -7,11 +7,40 @@
 //! [`MemoryBudget::bytes`], however many partitions a pod holds.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager};
 
+use crate::layout::STATE_PREFIX;
 use crate::store::RocksStore;
+use crate::value::split_state;
 use crate::{Error, Result};
+
+/// Drops state values older than a time to live when RocksDB compacts
+/// them: no timer per key, and no read of the value beyond its header.
+#[derive(Debug, Clone)]
+pub struct TtlFilter {
+    /// How long a value lives after it was written.
+    pub after_ms: i64,
+    /// "Now" in the time-to-live's domain (processing time or the
+    /// watermark), kept current by the partition; `i64::MIN` until it is
+    /// known, so nothing expires before.
+    pub now: Arc<AtomicI64>,
+}
+
+impl TtlFilter {
+    /// Whether the record `key` → `value` is a state value past its time.
+    pub fn expired(&self, key: &[u8], value: &[u8]) -> bool {
+        key.first() == Some(&STATE_PREFIX)
+            && split_state(value)
+                .ok()
+                .and_then(|s| s.written_at)
+                .is_some_and(|at| {
+                    at.saturating_add(self.after_ms) < self.now.load(Ordering::Relaxed)
+                })
+    }
+}
 
 /// How much memory RocksDB may use in this process, all partitions together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +150,28 @@ impl StateEnv {
 
     /// Opens (creating when missing) the instance of `partition`.
     pub fn open_partition(&self, partition: u32) -> Result<RocksStore> {
+        self.open_partition_with_ttl(partition, None)
+    }
+
+    /// Like [`open_partition`](Self::open_partition), dropping expired
+    /// state values during compaction when `ttl` is given.
+    pub fn open_partition_with_ttl(
+        &self,
+        partition: u32,
+        ttl: Option<TtlFilter>,
+    ) -> Result<RocksStore> {
         let path = self.partition_dir(partition);
-        let db = rocksdb::DB::open(&self.options(), &path)
+        let mut options = self.options();
+        if let Some(ttl) = ttl {
+            options.set_compaction_filter("weir-state-ttl", move |_level, key, value| {
+                if ttl.expired(key, value) {
+                    rocksdb::CompactionDecision::Remove
+                } else {
+                    rocksdb::CompactionDecision::Keep
+                }
+            });
+        }
+        let db = rocksdb::DB::open(&options, &path)
             .map_err(|source| Error::Rocks { partition, source })?;
         Ok(RocksStore::new(db, partition))
     }
@@ -134,5 +183,54 @@ impl std::fmt::Debug for StateEnv {
             .field("root", &self.root)
             .field("budget", &self.budget)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    use super::*;
+    use crate::store::{Space, Store};
+    use crate::value::encode_state;
+
+    #[test]
+    fn compaction_drops_state_past_its_time_to_live_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = StateEnv::new(dir.path(), MemoryBudget { bytes: 8 << 20 }).expect("env");
+        let now = Arc::new(AtomicI64::new(i64::MIN));
+        let ttl = TtlFilter {
+            after_ms: 1_000,
+            now: Arc::clone(&now),
+        };
+        let mut store = env.open_partition_with_ttl(0, Some(ttl)).expect("opens");
+        let mut v = Vec::new();
+        for (key, written) in [
+            (&b"old"[..], Some(1_000)),
+            (b"new", Some(4_500)),
+            (b"forever", None),
+        ] {
+            encode_state(&7u64, 1, written, &mut v).expect("encodes");
+            store.put(Space::State, key, &v).expect("put");
+        }
+        store.put(Space::Meta, b"old", b"meta").expect("put");
+        let compact = |store: &RocksStore| {
+            store.db().flush().expect("flush");
+            store.db().compact_range(None::<&[u8]>, None::<&[u8]>);
+        };
+        // Before the partition says what time it is, nothing expires.
+        compact(&store);
+        assert!(store.get(Space::State, b"old").expect("get").is_some());
+        now.store(5_000, Ordering::Relaxed);
+        compact(&store);
+        assert_eq!(
+            store.get(Space::State, b"old").expect("get"),
+            None,
+            "expired"
+        );
+        assert!(store.get(Space::State, b"new").expect("get").is_some());
+        assert!(store.get(Space::State, b"forever").expect("get").is_some());
+        assert!(
+            store.get(Space::Meta, b"old").expect("get").is_some(),
+            "not state"
+        );
     }
 }

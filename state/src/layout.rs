@@ -21,6 +21,11 @@ pub const STATE_FORMAT_VERSION: u8 = 2;
 /// The first value layout, still read.
 pub const STATE_FORMAT_V1: u8 = 1;
 
+/// The layout of a value whose processor gives its state a time to live:
+/// the state version (u32, little endian), when it was written (i64, little
+/// endian, in the TTL's time domain), then bincode.
+pub const STATE_FORMAT_TTL: u8 = 3;
+
 /// Prefix of the per-key state records.
 pub const STATE_PREFIX: u8 = b's';
 /// Prefix of the timer records.

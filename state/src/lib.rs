@@ -25,7 +25,7 @@ pub mod testing;
 pub mod value;
 
 pub use codec::KeyCodec;
-pub use env::{MemoryBudget, StateEnv};
+pub use env::{MemoryBudget, StateEnv, TtlFilter};
 pub use object::ObjectStorage;
 pub use snapshot::{LocalDirStore, Manifest, Prefixed, SnapshotStore};
 pub use store::{MemStore, RocksStore, Space, Store};

@@ -4,42 +4,86 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::layout::{STATE_FORMAT_V1, STATE_FORMAT_VERSION};
+use crate::layout::{STATE_FORMAT_TTL, STATE_FORMAT_V1, STATE_FORMAT_VERSION};
 use crate::{Error, Result};
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes `value` into `out` (cleared first) as state version `version`.
-pub fn encode_state<T: Serialize>(value: &T, version: u32, out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
-    out.push(STATE_FORMAT_VERSION);
-    out.extend_from_slice(&version.to_le_bytes());
-    bincode::serde::encode_into_std_write(value, out, config())
-        .map_err(|e| Error::ValueEncode(e.to_string()))?;
-    Ok(())
+/// A stored state value, split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored<'a> {
+    /// The processor's state version it was written under.
+    pub version: u32,
+    /// When it was written, in its time-to-live's domain (only for a
+    /// processor whose state has one).
+    pub written_at: Option<i64>,
+    /// The bincode body.
+    pub body: &'a [u8],
 }
 
-/// The state version of a stored value and its bincode body. A value in
-/// the first layout (no version) is state version 1.
-pub fn split_state(bytes: &[u8]) -> Result<(u32, &[u8])> {
-    match bytes.split_first() {
-        None => Err(Error::ValueDecode("empty value".into())),
-        Some((&STATE_FORMAT_V1, body)) => Ok((1, body)),
-        Some((&STATE_FORMAT_VERSION, rest)) if rest.len() >= 4 => {
-            let (version, body) = rest.split_at(4);
-            let version = u32::from_le_bytes(version.try_into().expect("four bytes"));
-            Ok((version, body))
-        }
-        Some((&STATE_FORMAT_VERSION, _)) => Err(Error::ValueDecode(
-            "value too short for its state version".into(),
-        )),
-        Some((&found, _)) => Err(Error::Version {
-            found,
-            expected: STATE_FORMAT_VERSION,
-        }),
+/// Encodes `value` into `out` (cleared first) as state version `version`,
+/// written at `written_at` when the state has a time to live. Returns the
+/// length of the header before the bincode body.
+pub fn encode_state<T: Serialize>(
+    value: &T,
+    version: u32,
+    written_at: Option<i64>,
+    out: &mut Vec<u8>,
+) -> Result<usize> {
+    out.clear();
+    match written_at {
+        None => out.push(STATE_FORMAT_VERSION),
+        Some(_) => out.push(STATE_FORMAT_TTL),
     }
+    out.extend_from_slice(&version.to_le_bytes());
+    if let Some(at) = written_at {
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    let header = out.len();
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map_err(|e| Error::ValueEncode(e.to_string()))?;
+    Ok(header)
+}
+
+/// Splits a stored value into its state version, write time and body. A
+/// value in the first layout (no version) is state version 1.
+pub fn split_state(bytes: &[u8]) -> Result<Stored<'_>> {
+    let short = || Error::ValueDecode("value too short for its header".into());
+    let (&layout, rest) = bytes
+        .split_first()
+        .ok_or_else(|| Error::ValueDecode("empty value".into()))?;
+    let (version, rest) = match layout {
+        STATE_FORMAT_V1 => {
+            return Ok(Stored {
+                version: 1,
+                written_at: None,
+                body: rest,
+            });
+        }
+        STATE_FORMAT_VERSION | STATE_FORMAT_TTL => {
+            let (v, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+            (u32::from_le_bytes(*v), rest)
+        }
+        found => {
+            return Err(Error::Version {
+                found,
+                expected: STATE_FORMAT_VERSION,
+            });
+        }
+    };
+    let (written_at, body) = if layout == STATE_FORMAT_TTL {
+        let (at, body) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+        (Some(i64::from_le_bytes(*at)), body)
+    } else {
+        (None, rest)
+    };
+    Ok(Stored {
+        version,
+        written_at,
+        body,
+    })
 }
 
 /// Decodes the bincode body of a state value (as [`split_state`] returns
@@ -59,13 +103,13 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 /// Encodes `value` as state version 1 (for values whose version does not
 /// matter: copies kept in memory).
 pub fn encode_value<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    encode_state(value, 1, out)
+    encode_state(value, 1, None, out).map(|_| ())
 }
 
 /// Decodes a value written by [`encode_value`] (or [`encode_state`] with
 /// any version).
 pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    decode_body(split_state(bytes)?.1)
+    decode_body(split_state(bytes)?.body)
 }
 
 #[cfg(test)]
@@ -89,20 +133,31 @@ mod tests {
     #[test]
     fn state_versions_and_the_first_layout() {
         let mut buf = Vec::new();
-        encode_state(&7u64, 3, &mut buf).expect("encodes");
-        let (version, body) = split_state(&buf).expect("splits");
-        assert_eq!(version, 3);
-        assert_eq!(decode_body::<u64>(body).expect("decodes"), 7);
+        assert_eq!(encode_state(&7u64, 3, None, &mut buf).expect("encodes"), 5);
+        let s = split_state(&buf).expect("splits");
+        assert_eq!((s.version, s.written_at), (3, None));
+        assert_eq!(decode_body::<u64>(s.body).expect("decodes"), 7);
+        assert_eq!(
+            encode_state(&7u64, 3, Some(-9), &mut buf).expect("encodes"),
+            13
+        );
+        let s = split_state(&buf).expect("splits");
+        assert_eq!((s.version, s.written_at), (3, Some(-9)));
+        assert_eq!(decode_body::<u64>(s.body).expect("decodes"), 7);
         // A value written before state versions: layout 1, bincode alone.
         let mut old = vec![STATE_FORMAT_V1];
         bincode::serde::encode_into_std_write(7u64, &mut old, config()).expect("encodes");
-        let (version, body) = split_state(&old).expect("splits");
+        let s = split_state(&old).expect("splits");
         assert_eq!(
-            (version, decode_body::<u64>(body).expect("decodes")),
+            (s.version, decode_body::<u64>(s.body).expect("decodes")),
             (1, 7)
         );
         assert!(
             split_state(&[STATE_FORMAT_VERSION, 1]).is_err(),
+            "too short"
+        );
+        assert!(
+            split_state(&[STATE_FORMAT_TTL, 1, 0, 0, 0, 1]).is_err(),
             "too short"
         );
     }
