@@ -272,7 +272,7 @@ pub struct PartitionCore<P: Processor, S: Store> {
 /// it is given, which closures returning futures cannot express with `Send`.
 macro_rules! call_with_retry {
     ($core:ident, $slot:ident, $key:expr, $ts:expr, $raw:expr, $pos:expr,
-     $chain:expr, $name:literal, |$ctx:ident, $state:ident| $call:expr) => {{
+     $chain:expr, $name:literal, $ttl_at:expr, |$ctx:ident, $state:ident| $call:expr) => {{
         let mut attempt = 1;
         let mut backoff = $core.config.retry_backoff;
         // What to roll the key back to if a call panics and the policy is
@@ -327,7 +327,7 @@ macro_rules! call_with_retry {
                 }
             };
             $slot.dirty = true;
-            $slot.written = ttl_now::<P>(&*$core.clock, &$core.watermark);
+            $slot.written = $slot.written.max($ttl_at);
             match result {
                 Ok(()) => break,
                 Err(ProcessError::Retry(reason)) if attempt < $core.config.max_attempts => {
@@ -361,22 +361,34 @@ macro_rules! call_with_retry {
 /// value, whether it must be written back, and when it was written.
 type Loaded<S> = (S, bool, bool, i64);
 
-/// "Now" in the domain of `P`'s state time to live (processing time when it
-/// has none).
-fn ttl_now<P: Processor>(clock: &dyn Clock, watermark: &Watermark) -> i64 {
+/// The time, in the domain of `P`'s state time to live, at which a call
+/// happens: processing time; or, on the watermark, the event time of the
+/// record or event-time timer (`event_time`), else the watermark. `i64::MIN`
+/// when unknown (no time to live, a watermark not yet known or at the end
+/// of input): nothing expires, and nothing is stamped, at an unknown time.
+fn ttl_at<P: Processor>(clock: &dyn Clock, watermark: &Watermark, event_time: Option<i64>) -> i64 {
     match P::STATE_TTL {
+        None => i64::MIN,
+        Some(StateTtl {
+            domain: TimeDomain::ProcessingTime,
+            ..
+        }) => clock.now_ms(),
         Some(StateTtl {
             domain: TimeDomain::EventTime,
             ..
-        }) => watermark.current(),
-        _ => clock.now_ms(),
+        }) => event_time.unwrap_or_else(|| {
+            let wm = watermark.current();
+            if wm == i64::MAX { i64::MIN } else { wm }
+        }),
     }
 }
 
 /// Whether state written at `written` has expired at `now` under `P`'s time
-/// to live.
+/// to live (never when either is unknown).
 fn expired<P: Processor>(written: i64, now: i64) -> bool {
-    P::STATE_TTL.is_some_and(|ttl| written.saturating_add(ttl.after_ms) < now)
+    written != i64::MIN
+        && now != i64::MIN
+        && P::STATE_TTL.is_some_and(|ttl| written.saturating_add(ttl.after_ms) < now)
 }
 
 /// A key's state (encoded) and pending timers before a call, to roll the
@@ -560,10 +572,14 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     where
         P::State: Clone,
     {
+        let now = ttl_at::<P>(&*self.clock, &self.watermark, None);
         if let Some(slot) = self.keys.peek(key) {
+            if expired::<P>(slot.written, now) {
+                return Ok(P::State::default());
+            }
             return Ok(slot.state.clone());
         }
-        self.load_state(key).map(|(state, ..)| state)
+        self.load_state(key, now).map(|(state, ..)| state)
     }
 
     /// Processes every record of a batch, in order.
@@ -579,8 +595,10 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     /// Tells the store's compaction filter what "now" is for state TTLs.
     fn publish_ttl_clock(&self) {
         if let Some(clock) = &self.config.ttl_clock {
-            let now = ttl_now::<P>(&*self.clock, &self.watermark);
-            clock.store(now, std::sync::atomic::Ordering::Relaxed);
+            let now = ttl_at::<P>(&*self.clock, &self.watermark, None);
+            if now != i64::MIN {
+                clock.store(now, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 
@@ -614,7 +632,8 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         if self.watermark.observe(env.timestamp, now) {
             self.fire_event_timers().await?;
         }
-        self.activate(&env.key, now)?;
+        let ttl_at = ttl_at::<P>(&*self.clock, &self.watermark, env.timestamp);
+        self.activate(&env.key, now, ttl_at)?;
         let processor = &*self.processor;
         let slot = self.keys.get_mut(&env.key).expect("activated above");
         if late {
@@ -628,6 +647,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 Some(env.position),
                 0,
                 "on_late",
+                ttl_at,
                 |ctx, state| processor.on_late(&mut ctx, state, &env.value)
             );
         } else {
@@ -640,6 +660,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 Some(env.position),
                 0,
                 "process",
+                ttl_at,
                 |ctx, state| processor.process(&mut ctx, state, &env.value)
             );
         }
@@ -657,11 +678,11 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     /// Processing time passed: advances an idle watermark, fires due timers
     /// of both domains and passivates idle keys.
     pub async fn tick(&mut self) -> Result<(), Error> {
-        self.publish_ttl_clock();
         let now = self.clock.now_ms();
         if self.watermark.tick(now) {
             self.fire_event_timers().await?;
         }
+        self.publish_ttl_clock();
         self.fire_due(TimeDomain::ProcessingTime, now).await?;
         if let Some(idle) = self.config.idle_passivation_ms {
             let cutoff = now.saturating_sub(idle);
@@ -799,7 +820,9 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             let Due { key, timer, .. } = due;
             self.counters.timers_fired += 1;
             let now = self.clock.now_ms();
-            self.activate(&key, now)?;
+            let event_time = (timer.domain == TimeDomain::EventTime).then_some(timer.at);
+            let ttl_at = ttl_at::<P>(&*self.clock, &self.watermark, event_time);
+            self.activate(&key, now, ttl_at)?;
             let slot = self.keys.get_mut(&key).expect("activated above");
             let at = timer.at;
             call_with_retry!(
@@ -815,6 +838,7 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
                 None,
                 chain.saturating_add(1),
                 "on_timer",
+                ttl_at,
                 |ctx, state| processor.on_timer(&mut ctx, state, timer.clone())
             );
             self.enforce_cap()?;
@@ -845,19 +869,21 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         );
     }
 
-    fn activate(&mut self, key: &P::Key, now: i64) -> Result<(), Error> {
+    /// Makes `key` live (loading its state) for a call at processing time
+    /// `now` and, in its state time to live's domain, `ttl_at`.
+    fn activate(&mut self, key: &P::Key, now: i64, ttl_at: i64) -> Result<(), Error> {
         if let Some(slot) = self.keys.get_mut(key) {
             slot.last_active = now;
-            let ttl_now = ttl_now::<P>(&*self.clock, &self.watermark);
-            if expired::<P>(slot.written, ttl_now) {
-                // Live but untouched past its time to live: gone too.
+            if expired::<P>(slot.written, ttl_at) {
+                // Live but untouched past its time to live: gone too. (Its
+                // timers stay: they fire on the default state.)
                 slot.state = P::State::default();
                 slot.dirty = true;
-                slot.written = ttl_now;
+                slot.written = i64::MIN;
             }
             return Ok(());
         }
-        let (state, stored, rewrite, written) = self.load_state(key)?;
+        let (state, stored, rewrite, written) = self.load_state(key, ttl_at)?;
         self.counters.activations += 1;
         self.keys.push(
             key.clone(),
@@ -885,12 +911,11 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     /// The stored state of `key` (or the default), whether it was stored,
     /// whether it was migrated from an older state version or expired
     /// (then it must be written back), and when it was written.
-    fn load_state(&mut self, key: &P::Key) -> Result<Loaded<P::State>, Error> {
+    fn load_state(&mut self, key: &P::Key, now: i64) -> Result<Loaded<P::State>, Error> {
         self.key_buf.clear();
         key.encode_key(&mut self.key_buf);
-        let now = ttl_now::<P>(&*self.clock, &self.watermark);
         let Some(bytes) = self.store.get(Space::State, &self.key_buf)? else {
-            return Ok((P::State::default(), false, false, now));
+            return Ok((P::State::default(), false, false, i64::MIN));
         };
         let not_decoded = |source| Error::State {
             partition: self.config.partition,
@@ -898,11 +923,11 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
             source,
         };
         let stored = split_state(&bytes).map_err(not_decoded)?;
-        let written = stored.written_at.unwrap_or(now);
+        let written = stored.written_at.unwrap_or(i64::MIN);
         if expired::<P>(written, now) {
             // Gone: the default, and the stored value deleted when the key
             // is next written.
-            return Ok((P::State::default(), true, true, now));
+            return Ok((P::State::default(), true, true, i64::MIN));
         }
         let (version, body) = (stored.version, stored.body);
         let wrong_version = |why: String| Error::StateVersion {

@@ -19,7 +19,7 @@ impl<T: KeyCodec + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key for T 
 /// A time to live for a processor's state ([`Processor::STATE_TTL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateTtl {
-    /// Milliseconds after the last change.
+    /// Milliseconds after the key's last call.
     pub after_ms: i64,
     /// The clock they are counted on: processing time, or the watermark.
     pub domain: TimeDomain,
@@ -116,11 +116,16 @@ pub trait Processor: Send + Sync + Sized + 'static {
     /// ones. Values written before versions existed are version 1.
     const STATE_VERSION: u32 = 1;
 
-    /// How long a key's state lives after it was last changed (`None`, the
-    /// default: for ever). Expired state is never returned: a key whose
-    /// state expired starts again from `State::default()`. It is dropped
-    /// from RocksDB when compaction reaches it (a compaction filter: no
-    /// timer per key) or when the key is next loaded.
+    /// How long a key's state lives after the key's last call (a record or
+    /// a timer; `None`, the default: for ever). In processing time, or on
+    /// event time: the record's or event-time timer's time, else the
+    /// watermark; at an unknown time (no watermark yet, or the end of
+    /// input) nothing expires. Expired state is never returned: a key whose
+    /// state expired starts again from `State::default()` (its timers are
+    /// kept, and fire on that). It is dropped from RocksDB when compaction
+    /// reaches it (a compaction filter: no timer per key) or when the key
+    /// is next loaded. Values stored before a time to live was set carry no
+    /// write time and do not expire until their key is written again.
     const STATE_TTL: Option<StateTtl> = None;
 
     /// Turns a value stored as state version `version` (older than

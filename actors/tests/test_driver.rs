@@ -761,3 +761,87 @@ fn an_event_time_to_live_follows_the_watermark() {
     d.push("a", 1_951, ()); // written at 950, now 1,951: gone
     assert_eq!(d.take_emitted(), [1, 1, 2, 2, 1]);
 }
+
+/// Sums per key in one-second event-time windows closed by a timer, with
+/// an event-time TTL shorter than the gap the watermark jumps.
+struct Windowed;
+
+impl Processor for Windowed {
+    type Key = String;
+    type In = u64;
+    type Out = (String, u64);
+    type State = u64;
+    const STATE_TTL: Option<weir_actors::StateTtl> = Some(weir_actors::StateTtl {
+        after_ms: 500,
+        domain: TimeDomain::EventTime,
+    });
+
+    async fn process(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        sum: &mut u64,
+        v: &u64,
+    ) -> Result<(), ProcessError> {
+        *sum += v;
+        let end = ctx.timestamp().unwrap_or(0).div_euclid(1_000) * 1_000 + 1_000;
+        ctx.set_timer("close", end, TimeDomain::EventTime);
+        Ok(())
+    }
+
+    async fn on_timer(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        sum: &mut u64,
+        _: Timer,
+    ) -> Result<(), ProcessError> {
+        ctx.emit((ctx.key().clone(), *sum));
+        *sum = 0;
+        Ok(())
+    }
+}
+
+#[test]
+fn an_event_time_to_live_is_judged_at_the_timer_and_never_at_the_end() {
+    let mut d = TestDriver::with_config(
+        Windowed,
+        CoreConfig {
+            out_of_orderness_ms: Some(0),
+            idle_watermark_ms: None,
+            ..CoreConfig::default()
+        },
+    );
+    d.push("a", 100, 5);
+    d.push("a", 200, 6);
+    d.push("b", 300, 1);
+    d.push("b", 750, 2); // 450 ms after b's last call: alive
+    // The watermark jumps to 5,000 and the timers at 1,000 fire. Judged at
+    // 1,000, not 5,000: a (last call at 200) is gone, b (750) is not.
+    d.push("c", 5_000, 9);
+    d.push("d", 5_700, 4);
+    // At the end of input the watermark is the maximum, but the timers at
+    // 6,000 are judged at 6,000: c (last call at 5,000) is gone, d is not.
+    d.finish();
+    assert_eq!(
+        d.take_emitted(),
+        [
+            ("a".to_string(), 0),
+            ("b".to_string(), 3),
+            ("c".to_string(), 0),
+            ("d".to_string(), 4)
+        ]
+    );
+}
+
+#[test]
+fn a_state_time_to_live_waits_for_a_known_watermark() {
+    // No out-of-orderness: the watermark moves only when told.
+    let mut d = TestDriver::new(EventTally);
+    d.push("a", 0, ());
+    d.advance_watermark_to(500);
+    d.push("a", 600, ());
+    assert_eq!(
+        d.take_emitted(),
+        [1, 2],
+        "written at 0, 600 ms later: alive"
+    );
+}

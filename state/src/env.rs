@@ -37,7 +37,9 @@ impl TtlFilter {
                 .ok()
                 .and_then(|s| s.written_at)
                 .is_some_and(|at| {
-                    at.saturating_add(self.after_ms) < self.now.load(Ordering::Relaxed)
+                    // `i64::MIN`: written when the time was not known.
+                    at != i64::MIN
+                        && at.saturating_add(self.after_ms) < self.now.load(Ordering::Relaxed)
                 })
     }
 }

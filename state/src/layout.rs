@@ -13,9 +13,9 @@ use crate::codec::{KeyCodec, decode_bytes, encode_bytes};
 use crate::{Error, Result};
 
 /// Version byte written in front of every state value: the layout of the
-/// value. 1: bincode alone (every value written before state versions; it
-/// reads as state version 1). 2: the processor's state version (u32, little
-/// endian), then bincode.
+/// value. 1: bincode alone (state version 1: every value written before
+/// state versions, and those of a processor still at version 1). 2: the
+/// processor's state version (u32, little endian), then bincode.
 pub const STATE_FORMAT_VERSION: u8 = 2;
 
 /// The first value layout, still read.

@@ -33,11 +33,17 @@ pub fn encode_state<T: Serialize>(
     out: &mut Vec<u8>,
 ) -> Result<usize> {
     out.clear();
-    match written_at {
-        None => out.push(STATE_FORMAT_VERSION),
-        Some(_) => out.push(STATE_FORMAT_TTL),
+    match (version, written_at) {
+        // Version 1 without a time to live: the first layout, which the
+        // releases before state versions read too (so an upgrade to this
+        // one can be rolled back while the version stays 1).
+        (1, None) => out.push(STATE_FORMAT_V1),
+        (_, None) => out.push(STATE_FORMAT_VERSION),
+        (_, Some(_)) => out.push(STATE_FORMAT_TTL),
     }
-    out.extend_from_slice(&version.to_le_bytes());
+    if out[0] != STATE_FORMAT_V1 {
+        out.extend_from_slice(&version.to_le_bytes());
+    }
     if let Some(at) = written_at {
         out.extend_from_slice(&at.to_le_bytes());
     }
@@ -144,9 +150,12 @@ mod tests {
         let s = split_state(&buf).expect("splits");
         assert_eq!((s.version, s.written_at), (3, Some(-9)));
         assert_eq!(decode_body::<u64>(s.body).expect("decodes"), 7);
-        // A value written before state versions: layout 1, bincode alone.
+        // A value written before state versions: layout 1, bincode alone;
+        // version 1 without a time to live is still written that way.
         let mut old = vec![STATE_FORMAT_V1];
         bincode::serde::encode_into_std_write(7u64, &mut old, config()).expect("encodes");
+        assert_eq!(encode_state(&7u64, 1, None, &mut buf).expect("encodes"), 1);
+        assert_eq!(buf, old);
         let s = split_state(&old).expect("splits");
         assert_eq!(
             (s.version, decode_body::<u64>(s.body).expect("decodes")),
