@@ -6,9 +6,9 @@
 //! cargo run --release --example bench_cef -- --metrics-compare 5   # metrics on vs off
 //! cargo run --release --example bench_cef -- --one --keys 10000 --metrics --scrapers 100
 //! ```
-//! `--scrapers N` makes N threads scrape `/metrics` back to back for the
-//! whole run, instead of one scrape a second, and prints how many scrapes
-//! were answered.
+//! `--scrapers N` makes N threads scrape `/metrics` together once a second
+//! (a burst of N concurrent requests), instead of one scrape a second, and
+//! prints how many scrapes were answered.
 //! With `--metrics` the job reports to a `Telemetry` whose admin server a
 //! thread scrapes every second, as Prometheus would; `--metrics-compare N`
 //! runs N rounds of the same configuration without and with it,
@@ -50,8 +50,8 @@ struct Args {
     /// Runs N rounds with metrics off and on, alternating.
     #[arg(long, value_name = "N")]
     metrics_compare: Option<usize>,
-    /// With --metrics: N threads scraping back to back (0: one scrape a
-    /// second).
+    /// With --metrics: N threads scraping together once a second (0: one
+    /// scrape a second).
     #[arg(long, default_value_t = 0)]
     scrapers: usize,
     /// `stop` or `dead-letter` (which copies each key's state before every
@@ -75,15 +75,13 @@ fn scraped_telemetry(scrapers: usize) -> anyhow::Result<weir::Telemetry> {
         ..weir::TelemetryArgs::default()
     };
     let telemetry = weir::Telemetry::init(&args, "warn")?;
-    let pause = if scrapers == 0 {
-        Duration::from_secs(1)
-    } else {
-        Duration::ZERO
-    };
+    let together = std::sync::Arc::new(std::sync::Barrier::new(scrapers.max(1)));
     for _ in 0..scrapers.max(1) {
+        let together = std::sync::Arc::clone(&together);
         std::thread::spawn(move || {
             loop {
-                std::thread::sleep(pause);
+                std::thread::sleep(Duration::from_secs(1));
+                together.wait();
                 if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                     let _ = s.write_all(
                         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
