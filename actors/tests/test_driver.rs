@@ -662,42 +662,25 @@ fn a_state_version_without_a_migration_fails_the_partition() {
     d.push("a", 5, ());
 }
 
-/// Counts records per key; its state lives a second after each change.
-struct Tally;
+/// Counts records per key; its state lives a second after the key's last
+/// call, in processing time or (`EVENT`) in event time.
+struct Tally<const EVENT: bool>;
 
-impl Processor for Tally {
+/// [`Tally`] on the watermark.
+type EventTally = Tally<true>;
+
+impl<const EVENT: bool> Processor for Tally<EVENT> {
     type Key = String;
     type In = ();
     type Out = u64;
     type State = u64;
     const STATE_TTL: Option<weir_actors::StateTtl> = Some(weir_actors::StateTtl {
         after_ms: 1_000,
-        domain: TimeDomain::ProcessingTime,
-    });
-
-    async fn process(
-        &self,
-        ctx: &mut Context<'_, Self>,
-        n: &mut u64,
-        _: &(),
-    ) -> Result<(), ProcessError> {
-        *n += 1;
-        ctx.emit(*n);
-        Ok(())
-    }
-}
-
-/// [`Tally`] with its time to live counted on the watermark.
-struct EventTally;
-
-impl Processor for EventTally {
-    type Key = String;
-    type In = ();
-    type Out = u64;
-    type State = u64;
-    const STATE_TTL: Option<weir_actors::StateTtl> = Some(weir_actors::StateTtl {
-        after_ms: 1_000,
-        domain: TimeDomain::EventTime,
+        domain: if EVENT {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        },
     });
 
     async fn process(
@@ -717,7 +700,7 @@ fn state_past_its_time_to_live_is_gone_live_or_stored() {
     // One live key at a time: the other is passivated (written with its
     // time) and loaded again.
     let mut d = TestDriver::with_config(
-        Tally,
+        Tally::<false>,
         CoreConfig {
             live_actor_cap: 1,
             idle_passivation_ms: None,
@@ -747,7 +730,7 @@ fn state_past_its_time_to_live_is_gone_live_or_stored() {
 #[test]
 fn an_event_time_to_live_follows_the_watermark() {
     let mut d = TestDriver::with_config(
-        EventTally,
+        EventTally {},
         CoreConfig {
             out_of_orderness_ms: Some(0),
             idle_watermark_ms: None,
@@ -835,7 +818,7 @@ fn an_event_time_to_live_is_judged_at_the_timer_and_never_at_the_end() {
 #[test]
 fn a_state_time_to_live_waits_for_a_known_watermark() {
     // No out-of-orderness: the watermark moves only when told.
-    let mut d = TestDriver::new(EventTally);
+    let mut d = TestDriver::new(EventTally {});
     d.push("a", 0, ());
     d.advance_watermark_to(500);
     d.push("a", 600, ());
