@@ -43,6 +43,7 @@ use crate::{Error, Result};
 
 mod aligned;
 mod feed;
+mod query;
 
 /// What a finished job did.
 #[derive(Debug, Clone, Default)]
@@ -135,6 +136,8 @@ pub(crate) struct JobParts<P: Processor> {
     pub clock: Arc<dyn Clock>,
     pub trigger: CheckpointTrigger,
     pub telemetry: Option<Telemetry>,
+    /// Serve state queries under this processor name (aligned jobs).
+    pub query: Option<(String, query::ParseKey<P::Key>)>,
 }
 
 /// A runnable job. Build it with [`Job::new`] and the setters, then
@@ -149,6 +152,7 @@ pub struct Job<P: Processor> {
     clock: Arc<dyn Clock>,
     trigger: CheckpointTrigger,
     telemetry: Option<Telemetry>,
+    query: Option<(String, query::ParseKey<P::Key>)>,
 }
 
 impl<P: Processor> Job<P>
@@ -167,7 +171,20 @@ where
             clock: Arc::new(SystemClock),
             trigger: CheckpointTrigger::default(),
             telemetry: None,
+            query: None,
         }
+    }
+
+    /// Answers `GET /state/<processor>/<key>` on the admin server (see
+    /// [`Job::telemetry`]) with the key's current state as JSON, read
+    /// through the partition that owns it: read-only, off unless asked
+    /// for. Jobs over a [`Source`] only, for now.
+    pub fn serve_state(mut self, processor: impl Into<String>) -> Self
+    where
+        P::Key: std::str::FromStr,
+    {
+        self.query = Some((processor.into(), query::parse_key::<P::Key>));
+        self
     }
 
     /// Reports metrics to `telemetry` and serves its admin endpoints while
@@ -251,6 +268,7 @@ where
             clock: self.clock,
             trigger: self.trigger,
             telemetry: self.telemetry,
+            query: self.query,
         };
         match input.0 {
             Kind::Aligned(source) => {

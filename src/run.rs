@@ -84,7 +84,7 @@ struct Cli<A: clap::Args> {
 
 impl<P: Processor> App<P>
 where
-    P::Key: RecordKey,
+    P::Key: RecordKey + std::str::FromStr,
     P::Out: Serialize,
 {
     /// A binary called `name`, described by `about` in `--help`.
@@ -173,10 +173,13 @@ where
             }
             (None, None) => args.state_dir.join("snapshots").display().to_string(),
         };
-        let job = Job::new(processor)
+        let mut job = Job::new(processor)
             .settings(settings(args, &store_url)?)
             .telemetry(telemetry)
             .decoder(decoder);
+        if args.serve_state {
+            job = job.serve_state(self.name);
+        }
         let job = self.with_source(job, args)?;
         self.with_sinks(job, args)
     }

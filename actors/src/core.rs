@@ -567,6 +567,23 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         !self.dead.is_empty()
     }
 
+    /// The state of `key` as the processor would see it now, encoded with
+    /// [`weir_state::value::encode_value`] (the default state when it has
+    /// none). Reads only: the key is not made live.
+    pub fn encoded_state(&mut self, key: &P::Key) -> Result<Vec<u8>, Error> {
+        let now = ttl_at::<P>(&*self.clock, &self.watermark, None);
+        let mut out = Vec::new();
+        match self.keys.peek(key) {
+            Some(slot) if !expired::<P>(slot.written, now) => encode_value(&slot.state, &mut out)?,
+            Some(_) => encode_value(&P::State::default(), &mut out)?,
+            None => {
+                let (state, ..) = self.load_state(key, now)?;
+                encode_value(&state, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// The state of `key` as the processor would see it now.
     pub fn state_of(&mut self, key: &P::Key) -> Result<P::State, Error>
     where

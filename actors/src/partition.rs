@@ -54,6 +54,9 @@ pub enum PartitionMsg<K, V> {
     /// The input ended: fire every event-time timer, write all state back,
     /// and reply with the partition's counters.
     Finish(RpcReplyPort<Counters>),
+    /// Reply with the key's state as the processor would see it now,
+    /// encoded (a read: nothing changes).
+    Query(K, RpcReplyPort<Result<Vec<u8>, String>>),
 }
 
 /// What a partition actor starts with.
@@ -111,6 +114,11 @@ impl<P: Processor> PartitionActor<P> {
                     args.outlet.barrier(partition, id);
                     args.outlet.checkpointed(checkpoint);
                 })
+            }
+            PartitionMsg::Query(key, reply) => {
+                // A failed read fails the query, not the partition.
+                let _ = reply.send(args.core.encoded_state(&key).map_err(|e| e.to_string()));
+                Ok(())
             }
             PartitionMsg::Finish(reply) => {
                 let r = args.core.finish().await;

@@ -96,6 +96,8 @@ where
     )
     .await?;
 
+    let _serving =
+        super::query::Serving::start::<P>(parts.query, parts.telemetry.as_ref(), &actors);
     let startup = started.elapsed();
     metrics.set_started();
     let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work", &metrics);

@@ -114,6 +114,11 @@ where
 {
     let started = Instant::now();
     let (metrics, _admin) = telemetry::for_job(parts.telemetry.as_ref()).await?;
+    if parts.query.is_some() {
+        tracing::warn!(
+            "state queries are answered by jobs over files or the generator only; this Kafka worker answers none"
+        );
+    }
     let kafka = source.kafka;
     kafka.validate(sinks.is_none())?;
     let checkpoints = parts.settings.checkpoints.clone().ok_or_else(|| {

@@ -163,6 +163,10 @@ pub struct JobArgs {
     /// A panic in the processor: `stop` the job with an error naming the
     /// key and position, or roll the key back, `dead-letter` the input
     /// (reason `panic: ...`) and go on.
+    /// Answer `GET /state/<name>/<key>` on the admin server with the key's
+    /// state as JSON (read-only; file and generated input).
+    #[arg(long, env = "WEIR_SERVE_STATE", requires = "admin_addr")]
+    pub serve_state: bool,
     #[arg(
         long,
         env = "WEIR_ON_PANIC",

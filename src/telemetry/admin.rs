@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::Telemetry;
+use super::{StateAnswer, Telemetry};
 use crate::{Error, Result};
 
 /// A running admin server; stops when dropped.
@@ -51,6 +52,16 @@ impl AdminServer {
                     }
                 }),
             )
+            .route(
+                "/state/{processor}/{key}",
+                get({
+                    let telemetry = telemetry.clone();
+                    move |Path((processor, key)): Path<(String, String)>| {
+                        let telemetry = telemetry.clone();
+                        async move { state(&telemetry, processor, key).await }
+                    }
+                }),
+            )
             .route("/healthz", get(|| async { "ok\n" }))
             .route(
                 "/readyz",
@@ -72,6 +83,38 @@ impl AdminServer {
         });
         tracing::info!(%addr, "admin server listening");
         Ok(Self { task })
+    }
+}
+
+/// `GET /state/<processor>/<key>`: the key's state as JSON (read-only).
+async fn state(telemetry: &Telemetry, processor: String, key: String) -> axum::response::Response {
+    let json = |code: StatusCode, body: serde_json::Value| {
+        (
+            code,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{body}\n"),
+        )
+            .into_response()
+    };
+    let Some(query) = telemetry
+        .state_query()
+        .filter(|q| q.processor() == processor)
+    else {
+        let why = format!("no state queries for processor {processor:?} here (--serve-state)");
+        return json(StatusCode::NOT_FOUND, serde_json::json!({ "error": why }));
+    };
+    match query.get(key.clone()).await {
+        StateAnswer::State { partition, state } => json(
+            StatusCode::OK,
+            serde_json::json!({ "processor": processor, "key": key, "partition": partition, "state": state }),
+        ),
+        StateAnswer::BadKey(why) => {
+            json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": why }))
+        }
+        StateAnswer::Failed(why) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": why }),
+        ),
     }
 }
 

@@ -15,6 +15,7 @@ mod admin;
 mod metrics;
 pub mod names;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -66,6 +67,30 @@ struct Inner {
     metrics: Metrics,
     meters: SdkMeterProvider,
     tracer: Option<SdkTracerProvider>,
+    /// What answers `GET /state/<processor>/<key>` while a job runs.
+    state: std::sync::Mutex<Option<Arc<dyn StateQuery>>>,
+}
+
+/// Answers `GET /state/<processor>/<key>` for a running job: the key's
+/// state as JSON, read through the partition that owns it.
+pub(crate) trait StateQuery: Send + Sync {
+    /// The name in the path.
+    fn processor(&self) -> &str;
+    /// `key`'s state, as the processor would see it now.
+    fn get(&self, key: String) -> std::pin::Pin<Box<dyn Future<Output = StateAnswer> + Send>>;
+}
+
+/// What a state query found.
+pub(crate) enum StateAnswer {
+    /// The state of `key` in `partition`.
+    State {
+        partition: u32,
+        state: serde_json::Value,
+    },
+    /// The path's key is not a key of the processor.
+    BadKey(String),
+    /// The partition could not answer.
+    Failed(String),
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -185,7 +210,19 @@ impl Telemetry {
             metrics,
             meters,
             tracer,
+            state: std::sync::Mutex::new(None),
         })))
+    }
+
+    /// Lets the admin server answer state queries with `query` (or no
+    /// longer, with `None`).
+    pub(crate) fn serve_state(&self, query: Option<Arc<dyn StateQuery>>) {
+        *crate::lock(&self.0.state) = query;
+    }
+
+    /// The state query the admin server answers with, if any.
+    pub(crate) fn state_query(&self) -> Option<Arc<dyn StateQuery>> {
+        crate::lock(&self.0.state).clone()
     }
 
     /// The metrics jobs update.
