@@ -571,16 +571,8 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     /// [`weir_state::value::encode_value`] (the default state when it has
     /// none). Reads only: the key is not made live.
     pub fn encoded_state(&mut self, key: &P::Key) -> Result<Vec<u8>, Error> {
-        let now = ttl_at::<P>(&*self.clock, &self.watermark, None);
         let mut out = Vec::new();
-        match self.keys.peek(key) {
-            Some(slot) if !expired::<P>(slot.written, now) => encode_value(&slot.state, &mut out)?,
-            Some(_) => encode_value(&P::State::default(), &mut out)?,
-            None => {
-                let (state, ..) = self.load_state(key, now)?;
-                encode_value(&state, &mut out)?;
-            }
-        }
+        self.read_state(key, |state| encode_value(state, &mut out))??;
         Ok(out)
     }
 
@@ -589,14 +581,19 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
     where
         P::State: Clone,
     {
+        self.read_state(key, P::State::clone)
+    }
+
+    /// Applies `f` to the state of `key` as the processor would see it now
+    /// (live, stored, or the default; expired state is the default),
+    /// without making the key live.
+    fn read_state<R>(&mut self, key: &P::Key, f: impl FnOnce(&P::State) -> R) -> Result<R, Error> {
         let now = ttl_at::<P>(&*self.clock, &self.watermark, None);
-        if let Some(slot) = self.keys.peek(key) {
-            if expired::<P>(slot.written, now) {
-                return Ok(P::State::default());
-            }
-            return Ok(slot.state.clone());
+        match self.keys.peek(key) {
+            Some(slot) if !expired::<P>(slot.written, now) => Ok(f(&slot.state)),
+            Some(_) => Ok(f(&P::State::default())),
+            None => self.load_state(key, now).map(|(state, ..)| f(&state)),
         }
-        self.load_state(key, now).map(|(state, ..)| state)
     }
 
     /// Processes every record of a batch, in order.

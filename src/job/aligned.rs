@@ -37,6 +37,20 @@ pub(super) struct FeedEnd {
     pub stopped: bool,
 }
 
+impl FeedEnd {
+    /// Counts a line at `position` that reaches no partition (it does not
+    /// decode, or is too large) and returns its dead letter.
+    pub(super) fn reject(&mut self, position: u64, raw: Vec<u8>, reason: String) -> DeadLetter {
+        self.decode_errors += 1;
+        DeadLetter {
+            partition: None,
+            position: Some(position),
+            raw,
+            reason,
+        }
+    }
+}
+
 /// The state directory of a run, opened and locked.
 struct Opened {
     env: StateEnv,

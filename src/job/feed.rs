@@ -171,15 +171,9 @@ where
         let dead = match cut {
             Some(len) => {
                 end.lines += 1;
-                end.decode_errors += 1;
                 end.position = base + len;
                 let (raw, reason) = too_large(&data, len, max_record);
-                vec![DeadLetter {
-                    partition: None,
-                    position: Some(base),
-                    raw,
-                    reason,
-                }]
+                vec![end.reject(base, raw, reason)]
             }
             None => {
                 let dead = router.route(base, &data, &mut end);
@@ -258,14 +252,8 @@ where
             let position = base + start as u64;
             if line.len() > self.max_record {
                 end.lines += 1;
-                end.decode_errors += 1;
                 let (raw, reason) = too_large(line, line.len() as u64, self.max_record);
-                dead.push(DeadLetter {
-                    partition: None,
-                    position: Some(position),
-                    raw,
-                    reason,
-                });
+                dead.push(end.reject(position, raw, reason));
             } else if !line.iter().all(u8::is_ascii_whitespace) {
                 end.lines += 1;
                 match decode_checked(&*self.decoder, line) {
@@ -281,15 +269,7 @@ where
                             raw: start..content_end,
                         });
                     }
-                    Err(reason) => {
-                        end.decode_errors += 1;
-                        dead.push(DeadLetter {
-                            partition: None,
-                            position: Some(position),
-                            raw: line.to_vec(),
-                            reason,
-                        });
-                    }
+                    Err(reason) => dead.push(end.reject(position, line.to_vec(), reason)),
                 }
             }
             start = line_end + 1;
