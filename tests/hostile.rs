@@ -395,7 +395,7 @@ fn kafka_records_past_the_bounds_become_dead_letters_that_fit() {
         weir::Job::new(Counter)
             .settings(settings)
             .source(KafkaSource::new(kafka))
-            .decoder(cef_decode)
+            .decoder(common::by_src)
             .run_until(async move {
                 let _ = stopped.await;
             }),
@@ -447,21 +447,6 @@ impl weir::Processor for Counter {
         ctx.emit(*n);
         Ok(())
     }
-}
-
-/// A CEF line's `src`, or why not.
-fn cef_decode(line: &[u8]) -> Result<weir::Decoded<String, ()>, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())?;
-    let key = text
-        .split("src=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .ok_or("no src")?;
-    Ok(weir::Decoded {
-        key: key.to_string(),
-        timestamp: None,
-        value: (),
-    })
 }
 
 #[test]

@@ -146,57 +146,60 @@ fn settings(dir: &Path) -> Settings {
     }
 }
 
+/// Runs `processor` over `dir/in.cef` into `dir/alerts.jsonl` until the
+/// input ends or `stop` completes.
+fn run<P>(
+    processor: P,
+    dir: &Path,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> weir::Result<weir::Report>
+where
+    P: Processor<Key = String, In = Login, Out = Alert>,
+{
+    let out = dir.join("alerts.jsonl");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(
+        Job::new(processor)
+            .settings(settings(dir))
+            .source(LineSource::open(dir.join("in.cef")).expect("open"))
+            .decoder(|line: &[u8]| cef_alerts::decode_line(line, SystemClock.now_ms()))
+            .sink(JsonLines::file(&out).expect("sink"))
+            .dead_letters(DeadLetterFile::file(dir.join("alerts.jsonl.dlq")).expect("dlq"))
+            .run_until(stop),
+    )
+}
+
 #[test]
 fn a_new_state_version_resumes_from_the_old_ones_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = common::data_set(400_000, 2_000, 81, 0);
-    let input = dir.path().join("in.cef");
-    std::fs::write(&input, &data.text).expect("write");
-    let out = dir.path().join("alerts.jsonl");
-    let dlq = dir.path().join("alerts.jsonl.dlq");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let decode = |line: &[u8]| cef_alerts::decode_line(line, SystemClock.now_ms());
+    std::fs::write(dir.path().join("in.cef"), &data.text).expect("write");
 
     // Version 1, stopped after 300 ms (a final checkpoint at the stop).
-    let first = runtime
-        .block_on(
-            Job::new(cef_alerts::BruteForce {
-                window_ms: common::WINDOW,
-                threshold: common::THRESHOLD,
-            })
-            .settings(settings(dir.path()))
-            .source(LineSource::open(&input).expect("open"))
-            .decoder(decode)
-            .sink(JsonLines::file(&out).expect("sink"))
-            .dead_letters(DeadLetterFile::file(&dlq).expect("dlq"))
-            .run_until(async { tokio::time::sleep(Duration::from_millis(300)).await }),
-        )
-        .expect("version 1 runs");
+    let v1 = cef_alerts::BruteForce {
+        window_ms: common::WINDOW,
+        threshold: common::THRESHOLD,
+    };
+    let first = run(v1, dir.path(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await
+    })
+    .expect("version 1 runs");
     assert!(first.stopped, "version 1 was stopped mid-stream: {first:?}");
     assert!(first.records < data.lines as u64, "{first:?}");
 
     // Version 2 resumes, migrating each key's windows as it loads them.
-    let second = runtime
-        .block_on(
-            Job::new(BruteForceV2 {
-                window_ms: common::WINDOW,
-                threshold: common::THRESHOLD,
-            })
-            .settings(settings(dir.path()))
-            .source(LineSource::open(&input).expect("open"))
-            .decoder(decode)
-            .sink(JsonLines::file(&out).expect("sink"))
-            .dead_letters(DeadLetterFile::file(&dlq).expect("dlq"))
-            .run(),
-        )
-        .expect("version 2 resumes");
+    let v2 = BruteForceV2 {
+        window_ms: common::WINDOW,
+        threshold: common::THRESHOLD,
+    };
+    let second = run(v2, dir.path(), std::future::pending()).expect("version 2 resumes");
     assert!(second.recovery.checkpoint_id() > 0, "{second:?}");
     assert_eq!(
         first.records + second.records,
         data.lines as u64,
         "every line read once"
     );
-    let mut alerts = common::read_alerts(&out);
+    let mut alerts = common::read_alerts(&dir.path().join("alerts.jsonl"));
     alerts.sort();
     let want: Vec<_> = data.reference.iter().cloned().collect();
     assert_eq!(alerts, want);

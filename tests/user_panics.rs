@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::broker::{Kafka, Mock};
 use weir::kafka::{KafkaSettings, KafkaSource};
 use weir::{
-    CheckpointSettings, Context, DeadLetterFile, Decoded, Job, JsonLines, LineSource, ProcessError,
+    CheckpointSettings, Context, DeadLetterFile, Job, JsonLines, LineSource, ProcessError,
     Processor, Settings, open_store,
 };
 
@@ -34,21 +34,6 @@ impl Processor for Boom {
         ctx.emit(format!("{} {n}", ctx.key()));
         Ok(())
     }
-}
-
-/// `src=KEY` of a CEF line is its key.
-fn decode(line: &[u8]) -> Result<Decoded<String, ()>, String> {
-    let text = String::from_utf8_lossy(line);
-    let key = text
-        .split("src=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .ok_or("no src")?;
-    Ok(Decoded {
-        key: key.to_string(),
-        timestamp: None,
-        value: (),
-    })
 }
 
 /// 2,000 lines over 50 keys, with `boom` at line 1,234.
@@ -108,7 +93,7 @@ fn a_file_job_stops_at_once_when_the_processor_panics() {
                 ..Settings::default()
             })
             .source(LineSource::open(&input).expect("open"))
-            .decoder(decode)
+            .decoder(common::by_src)
             .sink(JsonLines::file(dir.path().join("out.jsonl")).expect("sink"))
             .dead_letters(DeadLetterFile::file(dir.path().join("out.dlq")).expect("dlq"));
         tokio::time::timeout(Duration::from_secs(30), job.run()).await
@@ -151,7 +136,7 @@ fn a_kafka_job_stops_at_once_when_the_processor_panics() {
         let job = Job::new(Boom)
             .settings(settings)
             .source(KafkaSource::new(kafka))
-            .decoder(decode);
+            .decoder(common::by_src);
         tokio::time::timeout(Duration::from_secs(60), job.run()).await
     });
     let error = stopped_with(result, started);
@@ -176,7 +161,7 @@ fn with_the_dead_letter_policy_a_file_job_goes_on_without_the_record() {
                     ..Settings::default()
                 })
                 .source(LineSource::open(&input).expect("open"))
-                .decoder(decode)
+                .decoder(common::by_src)
                 .sink(JsonLines::file(&out).expect("sink"))
                 .dead_letters(DeadLetterFile::file(&dlq).expect("dlq"))
                 .run(),

@@ -153,6 +153,17 @@ pub fn end_with_two_open_windows(data: &mut DataSet) {
     data.max_rt = after[4];
 }
 
+/// A record keyed by a CEF line's `src` and carrying nothing else, for
+/// processors that only count keys.
+pub fn by_src(line: &[u8]) -> Result<weir::Decoded<String, ()>, String> {
+    let src = kafka::src_of(line).ok_or("no src")?;
+    Ok(weir::Decoded {
+        key: String::from_utf8_lossy(src).into_owned(),
+        timestamp: None,
+        value: (),
+    })
+}
+
 pub struct Run {
     pub alerts: Vec<(String, i64, u32, u32, i64)>,
     pub dead_letters: Vec<serde_json::Value>,
