@@ -50,6 +50,13 @@ fn a_keys_state_reads_over_http_as_the_lines_so_far_count_it() {
         .spawn()
         .expect("cef_alerts starts");
     wait_listening(port, "the admin server", Duration::from_secs(30));
+    // The admin server listens from the start; queries are answered once
+    // the partitions run, which is when the job is ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, "/readyz").map(|(code, _)| code) != Some(200) {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut stdin = child.stdin.take().expect("stdin");
     let src = "10.7.7.7";
     let path = format!("/state/cef_alerts/{src}");
