@@ -5,6 +5,7 @@
 //! cargo run --release --example bench_cef -- --events N --keys K [--one]
 //! cargo run --release --example bench_cef -- --metrics-compare 5   # metrics on vs off
 //! cargo run --release --example bench_cef -- --one --keys 10000 --metrics --scrapers 100
+//! cargo run --release --example bench_cef -- --keys 1000000 --ttl   # with a state time to live
 //! ```
 //! `--scrapers N` makes N threads scrape `/metrics` together once a second
 //! (a burst of N concurrent requests), instead of one scrape a second, and
@@ -58,6 +59,47 @@ struct Args {
     /// call).
     #[arg(long, default_value = "stop")]
     on_panic: weir::OnPanic,
+    /// The detector with a state time to live (ten minutes of event time),
+    /// as `Expiring`: every value carries its write time and a compaction
+    /// filter runs on every partition.
+    #[arg(long)]
+    ttl: bool,
+}
+
+/// The detector with a state time to live of ten minutes of event time: a
+/// key silent for ten windows is forgotten. (Its windows delete themselves
+/// when they close, so this measures what a time to live costs.)
+struct Expiring(cef_alerts::BruteForce);
+
+impl weir::Processor for Expiring {
+    type Key = String;
+    type In = cef_alerts::Login;
+    type Out = cef_alerts::Alert;
+    type State = cef_alerts::Windows;
+    const STATE_TTL: Option<weir::StateTtl> = Some(weir::StateTtl {
+        after_ms: 600_000,
+        domain: weir::TimeDomain::EventTime,
+    });
+
+    async fn process(
+        &self,
+        ctx: &mut weir::Context<'_, Self>,
+        windows: &mut Self::State,
+        ev: &Self::In,
+    ) -> Result<(), weir::ProcessError> {
+        self.0.count(ctx, windows, ev);
+        Ok(())
+    }
+
+    async fn on_timer(
+        &self,
+        ctx: &mut weir::Context<'_, Self>,
+        windows: &mut Self::State,
+        t: weir::Timer,
+    ) -> Result<(), weir::ProcessError> {
+        self.0.close(ctx, windows, t);
+        Ok(())
+    }
 }
 
 /// Scrapes answered by the `--scrapers` threads.
@@ -170,23 +212,32 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         .metrics
         .then(|| scraped_telemetry(args.scrapers))
         .transpose()?;
-    let mut job = Job::new(cef_alerts::BruteForce {
+    let detector = cef_alerts::BruteForce {
         window_ms: 60_000,
         threshold: 5,
-    });
-    if let Some(t) = &telemetry {
-        job = job.telemetry(t);
-    }
-    let report = runtime.block_on(
-        job.settings(settings)
-            .source(GeneratorSource::new(config(args, keys)))
-            .decoder(|line: &[u8]| cef_alerts::decode_line(line, 2026))
-            .sink(JsonLines::file(dir.path().join("alerts.jsonl"))?)
-            .dead_letters(DeadLetterFile::file(dir.path().join("alerts.jsonl.dlq"))?)
-            .run(),
-    )?;
+    };
+    let report = if args.ttl {
+        run_job(
+            Expiring(detector),
+            &runtime,
+            settings,
+            telemetry.as_ref(),
+            config(args, keys),
+            dir.path(),
+        )?
+    } else {
+        run_job(
+            detector,
+            &runtime,
+            settings,
+            telemetry.as_ref(),
+            config(args, keys),
+            dir.path(),
+        )?
+    };
     println!(
-        "metrics={} scrapers={} scrapes={} on_panic={:?} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        "ttl={} metrics={} scrapers={} scrapes={} on_panic={:?} events={} keys={} partitions={} cap={} checkpoint_interval_ms={} checkpoints={} alerts={} seconds={:.3} records_per_sec={:.0} peak_rss_mib={:.1} (generate-only {:.0}/s, decode-only {:.0}/s, activations={}, passivations={})",
+        if args.ttl { "on" } else { "off" },
         if args.metrics { "on" } else { "off" },
         args.scrapers,
         SCRAPES.load(std::sync::atomic::Ordering::Relaxed),
@@ -207,6 +258,32 @@ fn run_one(args: &Args, keys: u64) -> anyhow::Result<()> {
         report.totals.passivations,
     );
     Ok(())
+}
+
+/// Runs `processor` over the generated input into files in `dir`.
+fn run_job<P>(
+    processor: P,
+    runtime: &tokio::runtime::Runtime,
+    settings: Settings,
+    telemetry: Option<&weir::Telemetry>,
+    input: GeneratorConfig,
+    dir: &std::path::Path,
+) -> anyhow::Result<weir::Report>
+where
+    P: weir::Processor<Key = String, In = cef_alerts::Login, Out = cef_alerts::Alert>,
+{
+    let mut job = Job::new(processor);
+    if let Some(t) = telemetry {
+        job = job.telemetry(t);
+    }
+    Ok(runtime.block_on(
+        job.settings(settings)
+            .source(GeneratorSource::new(input))
+            .decoder(|line: &[u8]| cef_alerts::decode_line(line, 2026))
+            .sink(JsonLines::file(dir.join("alerts.jsonl"))?)
+            .dead_letters(DeadLetterFile::file(dir.join("alerts.jsonl.dlq"))?)
+            .run(),
+    )?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -243,6 +320,9 @@ fn child(args: &Args, k: u64, metrics: bool) -> Command {
         ]);
     if metrics {
         c.arg("--metrics");
+    }
+    if args.ttl {
+        c.arg("--ttl");
     }
     c
 }

@@ -116,7 +116,7 @@ impl BruteForce {
     }
 
     /// Re-arms the close timer at the earliest open window's end.
-    fn arm(&self, ctx: &mut Context<'_, Self>, windows: &Windows) {
+    fn arm<P: Processor>(&self, ctx: &mut Context<'_, P>, windows: &Windows) {
         match windows.0.iter().map(|w| self.end_of(w)).min() {
             Some(end) => ctx.set_timer(CLOSE, end, TimeDomain::EventTime),
             None => ctx.cancel_timer(CLOSE),
@@ -136,6 +136,26 @@ impl Processor for BruteForce {
         windows: &mut Windows,
         ev: &Login,
     ) -> Result<(), ProcessError> {
+        self.count(ctx, windows, ev);
+        Ok(())
+    }
+
+    async fn on_timer(
+        &self,
+        ctx: &mut Context<'_, Self>,
+        windows: &mut Windows,
+        t: Timer,
+    ) -> Result<(), ProcessError> {
+        self.close(ctx, windows, t);
+        Ok(())
+    }
+}
+
+impl BruteForce {
+    /// Counts `ev` in its window. (Generic over the processor so that a
+    /// processor built on this detector, such as the benchmark's with a
+    /// state time to live, shares it.)
+    pub fn count<P: Processor>(&self, ctx: &mut Context<'_, P>, windows: &mut Windows, ev: &Login) {
         // Saturating: weir bounds event times, but the detector stays sound
         // for any i64 a caller hands it.
         let start = ev
@@ -158,15 +178,13 @@ impl Processor for BruteForce {
         w.failed += u32::from(ev.failed);
         w.last_seen = w.last_seen.max(ev.rt);
         self.arm(ctx, windows);
-        Ok(())
     }
 
-    async fn on_timer(
-        &self,
-        ctx: &mut Context<'_, Self>,
-        windows: &mut Windows,
-        t: Timer,
-    ) -> Result<(), ProcessError> {
+    /// Closes the windows that end by `t`, emitting their alerts.
+    pub fn close<P>(&self, ctx: &mut Context<'_, P>, windows: &mut Windows, t: Timer)
+    where
+        P: Processor<Key = String, Out = Alert>,
+    {
         let mut closed: Vec<Window> = Vec::new();
         windows.0.retain(|w| {
             let due = self.end_of(w) <= t.at;
@@ -186,7 +204,6 @@ impl Processor for BruteForce {
             });
         }
         self.arm(ctx, windows);
-        Ok(())
     }
 }
 
@@ -221,9 +238,14 @@ pub struct Flags {
     pub threshold: u32,
 }
 
-#[allow(dead_code)]
-fn main() -> anyhow::Result<()> {
-    App::new("cef_alerts", "Brute-force login alerts over CEF logs")
+/// Runs the `cef_alerts` command line with the detector `make` builds from
+/// the window length (ms) and the threshold. (`cef_alerts_v2` runs it with
+/// its own detector.)
+pub fn run_cli<P>(about: &'static str, make: fn(i64, u32) -> P) -> anyhow::Result<()>
+where
+    P: Processor<Key = String, In = Login, Out = Alert>,
+{
+    App::new("cef_alerts", about)
         .outputs_named("alerts")
         .output_key(|a: &Alert| Cow::Borrowed(a.src.as_bytes()))
         .cef_generator()
@@ -233,12 +255,19 @@ fn main() -> anyhow::Result<()> {
                 1..=3_155_760_000 => flags.window_secs as i64 * 1000,
                 _ => anyhow::bail!("--window-secs must be between 1 and 3155760000 (100 years)"),
             };
-            let detector = BruteForce {
-                window_ms,
-                threshold: flags.threshold,
-            };
-            Ok((detector, |line: &[u8]| {
+            Ok((make(window_ms, flags.threshold), |line: &[u8]| {
                 decode_line(line, SystemClock.now_ms())
             }))
         })
+}
+
+#[allow(dead_code)]
+fn main() -> anyhow::Result<()> {
+    run_cli(
+        "Brute-force login alerts over CEF logs",
+        |window_ms, threshold| BruteForce {
+            window_ms,
+            threshold,
+        },
+    )
 }

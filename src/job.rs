@@ -43,7 +43,7 @@ use crate::{Error, Result};
 
 mod aligned;
 mod feed;
-mod query;
+pub(crate) mod query;
 
 /// What a finished job did.
 #[derive(Debug, Clone, Default)]
@@ -178,7 +178,10 @@ where
     /// Answers `GET /state/<processor>/<key>` on the admin server (see
     /// [`Job::telemetry`]) with the key's current state as JSON, read
     /// through the partition that owns it: read-only, off unless asked
-    /// for. Jobs over a [`Source`] only, for now.
+    /// for. A Kafka worker answers for the partitions it owns; a key of
+    /// another partition gets a 404 that names the partition (Kafka's
+    /// partitioner over the key's record key), so a caller can ask its
+    /// owner.
     pub fn serve_state(mut self, processor: impl Into<String>) -> Self
     where
         P::Key: std::str::FromStr,

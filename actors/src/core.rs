@@ -61,10 +61,10 @@ use futures::FutureExt as _;
 use lru::LruCache;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 use weir_state::layout::{
-    META_MAX_SEEN, META_POSITION, META_WATERMARK, parse_timer_key, timer_key,
+    META_KEY_SHAPE, META_MAX_SEEN, META_POSITION, META_WATERMARK, parse_timer_key, timer_key,
 };
 use weir_state::value::{decode_body, decode_value, encode_state, encode_value, split_state};
-use weir_state::{KeyCodec, Space, Store};
+use weir_state::{KeyCodec, KeyShape, Space, Store};
 
 use crate::Error;
 use crate::clock::Clock;
@@ -755,6 +755,10 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         if let Some(max) = self.watermark.max_seen() {
             self.store
                 .put(Space::Meta, META_MAX_SEEN, &max.to_be_bytes())?;
+        }
+        if let Some(shape) = KeyShape::of::<P::Key>() {
+            self.store
+                .put(Space::Meta, META_KEY_SHAPE, shape.to_string().as_bytes())?;
         }
         crate::crash_point!("partition-checkpoint-snapshot");
         self.store.checkpoint_to(dir)?;

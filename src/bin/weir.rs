@@ -51,6 +51,35 @@ enum CheckpointsCommand {
         /// The checkpoint id.
         id: u64,
     },
+    /// Turn a job's newest usable checkpoint at N partitions into one at M:
+    /// every key's state and timers move to the partition its key hashes to
+    /// under M. Stop the job first (a job still running is fenced: what it
+    /// checkpoints afterwards is never restored).
+    ///
+    /// File mode: then start the job with the same --checkpoint-store, the
+    /// same --output, a new --state-dir and --partitions M; it resumes
+    /// where it stopped. Kafka mode (a topic grown to M partitions): the old
+    /// partitions keep their offsets, the new ones are read from their
+    /// beginning; start the workers with a new --state-dir. Run it again
+    /// after an interruption: it converges.
+    Reshard {
+        /// The store: a directory, file:// or s3:// URL.
+        #[arg(long)]
+        store: String,
+        /// The partition count to end with.
+        #[arg(long)]
+        to_partitions: u32,
+        /// The job (as `list` prints it); needed when the store holds several.
+        #[arg(long)]
+        job: Option<String>,
+        /// Kafka mode: the input topic; needed when the job has several.
+        #[arg(long)]
+        topic: Option<String>,
+        /// A local folder for the state while it moves (default: a new
+        /// folder in the system's temporary directory).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn age(created_at_ms: i64) -> String {
@@ -225,6 +254,45 @@ fn checkpoints(command: CheckpointsCommand) -> anyhow::Result<()> {
             v["age"] = age(m.created_at_ms).into();
             serde_json::to_writer_pretty(std::io::stdout().lock(), &v)?;
             println!();
+        }
+        CheckpointsCommand::Reshard {
+            store,
+            to_partitions,
+            job,
+            topic,
+            work_dir,
+        } => {
+            let root = weir::open_store(&store)?;
+            let work_dir = work_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("weir-reshard-{}", std::process::id()))
+            });
+            let plan = weir::checkpoint::reshard::Reshard {
+                job,
+                topic,
+                to: to_partitions,
+                work_dir,
+            };
+            let done = weir::checkpoint::reshard::reshard(&root, &plan)?;
+            let mode = match &done.layout {
+                weir::checkpoint::reshard::Layout::File => "file".to_string(),
+                weir::checkpoint::reshard::Layout::Kafka { topic } => {
+                    format!("kafka topic={topic}")
+                }
+            };
+            for (area, id) in &done.written {
+                println!("wrote checkpoint {id} in {area}");
+            }
+            println!(
+                "resharded job={} mode={mode} from={} to={} keys={} moved={} timers={} read_bytes={} seconds={:.3}",
+                done.job,
+                done.from,
+                done.to,
+                done.keys,
+                done.moved,
+                done.timers,
+                done.read_bytes,
+                done.elapsed.as_secs_f64()
+            );
         }
     }
     Ok(())

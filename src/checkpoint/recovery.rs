@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use weir_state::owner;
 use weir_state::snapshot::{
-    choose_checkpoint, list_checkpoints, load_manifest, restore_partition_with,
+    Choice, PartitionSnapshot, choose_checkpoint, list_checkpoints, load_manifest,
+    restore_partition_with,
 };
 use weir_state::{Manifest, SnapshotStore, StateEnv};
 
@@ -94,6 +95,59 @@ pub(crate) fn take_and_restore(
     Ok((owner, recovery))
 }
 
+/// The newest checkpoint of `store` that its owners allow (what a
+/// superseded owner wrote late is never a candidate), that belongs to
+/// `job_id`, holds exactly `expected` partitions (when given), and whose
+/// every partition `restore` restores: restoring is the check (it verifies
+/// every checksum), so candidates are tried one at a time, newest first.
+/// Also returns the highest checkpoint id in the store.
+pub(crate) fn newest_usable(
+    store: &dyn SnapshotStore,
+    job_id: &str,
+    expected: Option<&[u32]>,
+    restore: &mut dyn FnMut(&PartitionSnapshot) -> Result<u64>,
+) -> Result<(Choice<(Manifest, u64)>, u64)> {
+    let ids = list_checkpoints(store)?;
+    let highest = ids.last().copied().unwrap_or(0);
+    // Tests check that the kill tests catch a job that never restores
+    // (`recovery-disabled=return`): it sees no checkpoint at all.
+    #[cfg(feature = "failpoints")]
+    let ids = match fail::eval("recovery-disabled", |_| ()) {
+        Some(()) => Vec::new(),
+        None => ids,
+    };
+    let split = owner::eligibility(&ids, &owner::load_epochs(store)?);
+    for (id, why) in &split.excluded {
+        tracing::warn!(checkpoint = id, reason = %why, store = %store.describe(), "ignored a checkpoint of a superseded owner");
+    }
+    let choice = choose_checkpoint(&split.eligible, |id| -> Result<(Manifest, u64)> {
+        let m = load_manifest(store, id)?;
+        if let Some(other) = m.job_id.as_deref().filter(|j| *j != job_id) {
+            return Err(Error::Config(format!(
+                "checkpoint {id} belongs to job {other}, not {job_id}"
+            )));
+        }
+        let found: Vec<u32> = m.partitions.iter().map(|p| p.partition).collect();
+        if let Some(expected) = expected.filter(|e| **e != found) {
+            return Err(Error::Config(format!(
+                "checkpoint {id} holds partitions {found:?}, expected {expected:?} (to change \
+                 the partition count, re-shard the checkpoint first with weir checkpoints \
+                 reshard)"
+            )));
+        }
+        let _span = tracing::info_span!("restore", checkpoint = id, partitions = ?found).entered();
+        let mut bytes = 0;
+        for part in &m.partitions {
+            bytes += restore(part)?;
+        }
+        Ok((m, bytes))
+    });
+    for (id, reason) in &choice.skipped {
+        tracing::warn!(checkpoint = id, %reason, store = %store.describe(), "skipped a broken checkpoint");
+    }
+    Ok((choice, highest))
+}
+
 /// Restores the newest usable checkpoint of `store`, which must hold
 /// exactly `partitions`, into their directories; empties them when there is
 /// none. With checkpoints present but none usable this is an error unless
@@ -109,51 +163,27 @@ fn restore_newest(
     let started = Instant::now();
     // The partitions were marked restoring when they were taken over.
     let progress: Vec<_> = partitions.iter().map(|&p| metrics.partition(p)).collect();
-    let ids = list_checkpoints(store)?;
-    let highest = ids.last().copied().unwrap_or(0);
-    // Tests check that the kill tests catch a job that never restores
-    // (`recovery-disabled=return`): it sees no checkpoint at all.
-    #[cfg(feature = "failpoints")]
-    let ids = match fail::eval("recovery-disabled", |_| ()) {
-        Some(()) => Vec::new(),
-        None => ids,
-    };
-    // What a superseded owner wrote late is never a candidate.
-    let split = owner::eligibility(&ids, &owner::load_epochs(store)?);
-    for (id, why) in &split.excluded {
-        tracing::warn!(checkpoint = id, reason = %why, store = %store.describe(), "ignored a checkpoint of a superseded owner");
-    }
-    // Restoring is the check (it verifies every checksum), so candidates
-    // are tried one at a time, newest first.
-    let choice = choose_checkpoint(&split.eligible, |id| -> Result<(Manifest, u64)> {
-        let m = load_manifest(store, id)?;
-        if let Some(other) = m.job_id.as_deref().filter(|j| *j != job_id) {
-            return Err(Error::Config(format!(
-                "checkpoint {id} belongs to job {other}, not {job_id}"
+    let (choice, highest) = newest_usable(store, job_id, Some(partitions), &mut |part| {
+        // The partitions were checked against `partitions` already.
+        let Some(pm) = partitions
+            .iter()
+            .position(|&p| p == part.partition)
+            .map(|i| &progress[i])
+        else {
+            return Err(Error::Failed(format!(
+                "partition {} was not expected",
+                part.partition
             )));
-        }
-        let found: Vec<u32> = m.partitions.iter().map(|p| p.partition).collect();
-        if found != partitions {
-            return Err(Error::Config(format!(
-                "checkpoint {id} holds partitions {found:?}, expected {partitions:?}"
-            )));
-        }
-        let _span =
-            tracing::info_span!("restore", checkpoint = id, partitions = ?partitions).entered();
-        let mut bytes = 0;
-        for (part, pm) in m.partitions.iter().zip(&progress) {
-            pm.restore_size(part.files.iter().map(|f| f.size).sum());
-            // Tests slow restores down here (`restore-partition=sleep(ms)`).
-            fail::fail_point!("restore-partition");
-            let dir = env.partition_dir(part.partition);
-            bytes += restore_partition_with(store, part, &dir, &mut |b| pm.restore_progress(b))?;
-        }
-        Ok((m, bytes))
-    });
+        };
+        pm.restore_size(part.files.iter().map(|f| f.size).sum());
+        // Tests slow restores down here (`restore-partition=sleep(ms)`).
+        fail::fail_point!("restore-partition");
+        let dir = env.partition_dir(part.partition);
+        Ok(restore_partition_with(store, part, &dir, &mut |b| {
+            pm.restore_progress(b)
+        })?)
+    })?;
     let skipped = choice.skipped;
-    for (id, reason) in &skipped {
-        tracing::warn!(checkpoint = id, %reason, store = %store.describe(), "skipped a broken checkpoint");
-    }
     if let Some((id, (manifest, bytes))) = choice.chosen {
         tracing::info!(checkpoint = id, bytes, store = %store.describe(), "restored checkpoint");
         return Ok(Recovery {

@@ -110,8 +110,11 @@ where
     )
     .await?;
 
-    let _serving =
-        super::query::Serving::start::<P>(parts.query, parts.telemetry.as_ref(), &actors);
+    let _serving = super::query::Serving::start::<P>(
+        parts.query,
+        parts.telemetry.as_ref(),
+        super::query::Owners::fixed(&actors),
+    );
     let startup = started.elapsed();
     metrics.set_started();
     let (stop, watcher) = watch_shutdown(shutdown, "finishing in-flight work", &metrics);

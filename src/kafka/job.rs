@@ -22,8 +22,10 @@ use super::sink::{KafkaSink, reserve};
 use super::upload::{KafkaOutlet, Live, Uploader, upload_loop};
 use super::worker::{Parts, Worker};
 use crate::checkpoint::CheckpointSettings;
+use crate::job::query::{Actors, Owners, Serving};
 use crate::job::{GroupSource, Input, IntoInput, JobParts, Report, Shutdown, Sinks};
 use crate::outlet::Failure;
+use crate::partitioner::partition_of;
 use crate::runtime::{
     check_layout, clear_local_checkpoints, job_id, lock_state_dir, watch_shutdown,
 };
@@ -114,11 +116,6 @@ where
 {
     let started = Instant::now();
     let (metrics, _admin) = telemetry::for_job(parts.telemetry.as_ref()).await?;
-    if parts.query.is_some() {
-        tracing::warn!(
-            "state queries are answered by jobs over files or the generator only; this Kafka worker answers none"
-        );
-    }
     let kafka = source.kafka;
     kafka.validate(sinks.is_none())?;
     let checkpoints = parts.settings.checkpoints.clone().ok_or_else(|| {
@@ -203,7 +200,7 @@ where
     /// On the poll thread: joins the group, polls until `stop` is set or
     /// the job fails, then releases every partition and leaves.
     fn run(
-        self,
+        mut self,
         config: ClientConfig,
         out: Arc<dyn Outputs<P::Key, P::Out>>,
         producer: Option<Arc<KafkaSink>>,
@@ -232,7 +229,19 @@ where
             input_topic: kafka.input_topic.clone(),
             failure: Failure::default(),
         });
-        let (worker, uploader, _guards) = self.worker(partitions, &outlet)?;
+        // Queries reach the partitions this worker owns; a key's partition
+        // is the one Kafka's partitioner gives its record key.
+        let actors: Actors<P::Key, P::In> = Arc::default();
+        let _serving = Serving::start::<P>(
+            self.parts.query.take(),
+            self.parts.telemetry.as_ref(),
+            Owners {
+                actors: Arc::clone(&actors),
+                partitions,
+                route: |key, n| partition_of(&key.record_key(), n),
+            },
+        );
+        let (worker, uploader, _guards) = self.worker(partitions, &outlet, actors)?;
         *lock(&consumer.context().worker) = Some(worker);
         let topic = &outlet.input_topic;
         consumer
@@ -271,6 +280,7 @@ where
         self,
         partitions: u32,
         outlet: &Arc<KafkaOutlet<P::Key, P::Out>>,
+        actors: Actors<P::Key, P::In>,
     ) -> Result<(Worker<P>, std::thread::JoinHandle<()>, Held)> {
         let Self {
             parts,
@@ -325,6 +335,7 @@ where
                 lag,
                 metrics,
                 live,
+                actors,
                 inbox: inbox_tx,
                 uploads: uploads_tx,
                 joined: started,

@@ -45,4 +45,5 @@ pub use lag::{Lag, LagHandle};
 pub use output::{KafkaDeadLetters, KafkaOutput};
 pub use settings::{KafkaSettings, RecordKey};
 pub use sink::{DeadLetterRecord, KafkaSink, headers};
+pub(crate) use upload::{partition_area, partition_store};
 pub use watch::OnOffsetReset;

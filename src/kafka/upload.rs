@@ -102,12 +102,12 @@ impl<K: Send + Sync + 'static, T: Send + 'static> Outlet<K, T> for Assigned<K, T
 
 /// Where one partition of `topic` keeps its checkpoints, below its job's
 /// folder (and, before job ids, at the store's root).
-pub(super) fn partition_area(topic: &str, partition: i32) -> String {
+pub(crate) fn partition_area(topic: &str, partition: i32) -> String {
     format!("{topic}/p{partition}")
 }
 
 /// The snapshot store of one partition of `topic` in job `job`.
-pub(super) fn partition_store(
+pub(crate) fn partition_store(
     root: &Arc<dyn SnapshotStore>,
     job: &str,
     topic: &str,

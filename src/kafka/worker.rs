@@ -119,6 +119,8 @@ pub(super) struct Parts<P: Processor> {
     pub(super) lag: LagHandle,
     pub(super) metrics: Metrics,
     pub(super) live: Live,
+    /// The running partitions' actors, for state queries.
+    pub(super) actors: crate::job::query::Actors<P::Key, P::In>,
     /// The poll thread's inbox, for actors and the upload thread.
     pub(super) inbox: mpsc::Sender<Inbox>,
     pub(super) uploads: mpsc::Sender<Upload>,
@@ -326,6 +328,7 @@ where
         debug_assert_eq!(r.generation, generation);
         lock(&self.parts.live).remove(&p);
         lock(&self.parts.lag.0).remove(&p);
+        lock(&self.parts.actors).remove(&(p as u32));
         r.actor.stop(None);
         let _ = self.runtime.block_on(r.handle);
         self.parts.metrics.set_owned(p as u32, None);

@@ -160,13 +160,14 @@ pub struct JobArgs {
     /// dead-lettered (reason `too_large`) with its first 4 KiB.
     #[arg(long, env = "WEIR_MAX_RECORD_BYTES", default_value_t = 1 << 20)]
     pub max_record_bytes: usize,
+    /// Answer `GET /state/<name>/<key>` on the admin server with the key's
+    /// state as JSON (read-only). A Kafka worker answers for the partitions
+    /// it owns, and 404 with the owner's partition for other keys.
+    #[arg(long, env = "WEIR_SERVE_STATE", requires = "admin_addr")]
+    pub serve_state: bool,
     /// A panic in the processor: `stop` the job with an error naming the
     /// key and position, or roll the key back, `dead-letter` the input
     /// (reason `panic: ...`) and go on.
-    /// Answer `GET /state/<name>/<key>` on the admin server with the key's
-    /// state as JSON (read-only; file and generated input).
-    #[arg(long, env = "WEIR_SERVE_STATE", requires = "admin_addr")]
-    pub serve_state: bool,
     #[arg(
         long,
         env = "WEIR_ON_PANIC",

@@ -111,6 +111,15 @@ async fn state(telemetry: &Telemetry, processor: String, key: String) -> axum::r
         StateAnswer::BadKey(why) => {
             json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": why }))
         }
+        StateAnswer::NotOwned { partition } => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({
+                "error": format!("key {key:?} belongs to partition {partition}, which this worker does not own"),
+                "processor": processor,
+                "key": key,
+                "partition": partition,
+            }),
+        ),
         StateAnswer::Failed(why) => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({ "error": why }),

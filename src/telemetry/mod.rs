@@ -89,6 +89,8 @@ pub(crate) enum StateAnswer {
     },
     /// The path's key is not a key of the processor.
     BadKey(String),
+    /// The key belongs to `partition`, which this worker does not own.
+    NotOwned { partition: u32 },
     /// The partition could not answer.
     Failed(String),
 }

@@ -26,6 +26,141 @@ pub trait KeyCodec: Sized {
         self.encode_key(&mut v);
         v
     }
+
+    /// Appends the parts this type's encoding is made of, for tools that
+    /// handle stored keys without the type (re-sharding a checkpoint), and
+    /// returns whether it could. The default, for a type that does not say,
+    /// is `false`: such keys cannot be re-sharded.
+    fn shape(_out: &mut Vec<KeyPart>) -> bool {
+        false
+    }
+}
+
+/// One part of a key's encoding ([`KeyCodec::shape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// An escaped, terminated byte string ([`encode_bytes`]).
+    Bytes,
+    /// An unsigned integer of this many bytes, big-endian.
+    Unsigned(u8),
+    /// A signed integer of this many bytes, big-endian with the sign bit
+    /// flipped.
+    Signed(u8),
+}
+
+/// The shape of a key type's encoding, written beside a partition's state
+/// so that a checkpoint can be re-sharded without the job's code: the parts
+/// in order, as `bytes`, `u<bits>` or `i<bits>` joined by commas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyShape(Vec<KeyPart>);
+
+impl KeyShape {
+    /// The shape of `K`, if it says.
+    pub fn of<K: KeyCodec>() -> Option<Self> {
+        let mut parts = Vec::new();
+        (K::shape(&mut parts) && !parts.is_empty()).then_some(Self(parts))
+    }
+
+    /// Parses what [`Display`](std::fmt::Display) writes.
+    pub fn parse(text: &str) -> Result<Self> {
+        let part = |p: &str| -> Result<KeyPart> {
+            let width = |bits: &str| -> Option<u8> {
+                match bits.parse::<u8>().ok()? {
+                    b @ (8 | 16 | 32 | 64) => Some(b / 8),
+                    _ => None,
+                }
+            };
+            let found = match p {
+                "bytes" => Some(KeyPart::Bytes),
+                _ => match p.split_at_checked(1) {
+                    Some(("u", bits)) => width(bits).map(KeyPart::Unsigned),
+                    Some(("i", bits)) => width(bits).map(KeyPart::Signed),
+                    _ => None,
+                },
+            };
+            found.ok_or_else(|| {
+                Error::KeyDecode(format!("unknown key part {p:?} in key shape {text:?}"))
+            })
+        };
+        let parts = text.split(',').map(part).collect::<Result<Vec<_>>>()?;
+        Ok(Self(parts))
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[KeyPart] {
+        &self.0
+    }
+
+    /// Splits one key's encoding off the front of `input`.
+    pub fn split<'a>(&self, input: &mut &'a [u8]) -> Result<&'a [u8]> {
+        let whole = *input;
+        for part in &self.0 {
+            match part {
+                KeyPart::Bytes => {
+                    decode_bytes(input)?;
+                }
+                KeyPart::Unsigned(n) | KeyPart::Signed(n) => {
+                    let n = usize::from(*n);
+                    if input.len() < n {
+                        return Err(Error::KeyDecode(format!(
+                            "expected {n} bytes, found {}",
+                            input.len()
+                        )));
+                    }
+                    *input = &input[n..];
+                }
+            }
+        }
+        Ok(&whole[..whole.len() - input.len()])
+    }
+
+    /// The bytes a one-part key is written as in a Kafka record's key (what
+    /// `RecordKey` gives for strings, byte strings and integers), from its
+    /// encoding: Kafka's partitioner hashes these.
+    pub fn record_key(&self, encoded: &[u8]) -> Result<Vec<u8>> {
+        let mut input = encoded;
+        let bytes = match self.0.as_slice() {
+            [KeyPart::Bytes] => decode_bytes(&mut input)?,
+            [KeyPart::Unsigned(n)] => {
+                let n = usize::from(*n);
+                input
+                    .get(..n)
+                    .ok_or_else(|| Error::KeyDecode("key too short".into()))?
+                    .to_vec()
+            }
+            [KeyPart::Signed(n)] => {
+                let n = usize::from(*n);
+                let mut raw = input
+                    .get(..n)
+                    .ok_or_else(|| Error::KeyDecode("key too short".into()))?
+                    .to_vec();
+                raw[0] ^= 0x80;
+                raw
+            }
+            _ => {
+                return Err(Error::KeyDecode(format!(
+                    "a key of shape {self} has no one Kafka record key"
+                )));
+            }
+        };
+        Ok(bytes)
+    }
+}
+
+impl std::fmt::Display for KeyShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match part {
+                KeyPart::Bytes => f.write_str("bytes")?,
+                KeyPart::Unsigned(n) => write!(f, "u{}", u32::from(*n) * 8)?,
+                KeyPart::Signed(n) => write!(f, "i{}", u32::from(*n) * 8)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Appends an escaped, terminated byte string.
@@ -74,6 +209,10 @@ impl KeyCodec for Vec<u8> {
     fn decode_key(input: &mut &[u8]) -> Result<Self> {
         decode_bytes(input)
     }
+    fn shape(out: &mut Vec<KeyPart>) -> bool {
+        out.push(KeyPart::Bytes);
+        true
+    }
 }
 
 impl KeyCodec for String {
@@ -83,6 +222,10 @@ impl KeyCodec for String {
     fn decode_key(input: &mut &[u8]) -> Result<Self> {
         String::from_utf8(decode_bytes(input)?)
             .map_err(|e| Error::KeyDecode(format!("string key is not UTF-8: {e}")))
+    }
+    fn shape(out: &mut Vec<KeyPart>) -> bool {
+        out.push(KeyPart::Bytes);
+        true
     }
 }
 
@@ -107,6 +250,10 @@ macro_rules! unsigned_codec {
             fn decode_key(input: &mut &[u8]) -> Result<Self> {
                 Ok(<$t>::from_be_bytes(take(input)?))
             }
+            fn shape(out: &mut Vec<KeyPart>) -> bool {
+                out.push(KeyPart::Unsigned(std::mem::size_of::<$t>() as u8));
+                true
+            }
         }
     )*};
 }
@@ -123,6 +270,10 @@ macro_rules! signed_codec {
                 let raw = <$u>::from_be_bytes(take(input)?);
                 Ok((raw ^ (1 << (<$u>::BITS - 1))) as $t)
             }
+            fn shape(out: &mut Vec<KeyPart>) -> bool {
+                out.push(KeyPart::Signed(std::mem::size_of::<$t>() as u8));
+                true
+            }
         }
     )*};
 }
@@ -135,6 +286,9 @@ impl<A: KeyCodec, B: KeyCodec> KeyCodec for (A, B) {
     }
     fn decode_key(input: &mut &[u8]) -> Result<Self> {
         Ok((A::decode_key(input)?, B::decode_key(input)?))
+    }
+    fn shape(out: &mut Vec<KeyPart>) -> bool {
+        A::shape(out) && B::shape(out)
     }
 }
 
@@ -189,6 +343,35 @@ mod tests {
             prop_assert_eq!(a.cmp(&b), a.to_key_bytes().cmp(&b.to_key_bytes()));
             prop_assert_eq!(c.cmp(&d), c.to_key_bytes().cmp(&d.to_key_bytes()));
             prop_assert_eq!(e.cmp(&f), e.to_key_bytes().cmp(&f.to_key_bytes()));
+        }
+
+        #[test]
+        fn shapes_split_keys_without_their_type(a in (any::<i64>(), ".{0,8}"), b in any::<u32>(),
+                                                c in proptest::collection::vec(any::<u8>(), 0..20),
+                                                d in any::<i32>(), tail in ".{0,8}") {
+            // A key's encoding followed by a timer name, as timer keys are.
+            fn check<K: KeyCodec>(k: &K, tail: &str) -> std::result::Result<(), TestCaseError> {
+                let shape = KeyShape::of::<K>().expect("has a shape");
+                prop_assert_eq!(KeyShape::parse(&shape.to_string()).expect("parses"), shape.clone());
+                let key = k.to_key_bytes();
+                let mut bytes = key.clone();
+                encode_bytes(tail.as_bytes(), &mut bytes);
+                let mut input = &bytes[..];
+                prop_assert_eq!(shape.split(&mut input).expect("splits"), &key[..]);
+                prop_assert_eq!(decode_bytes(&mut input).expect("name"), tail.as_bytes().to_vec());
+                Ok(())
+            }
+            check(&(a.0, a.1.to_string()), &tail)?;
+            check(&b, &tail)?;
+            check(&c, &tail)?;
+            check(&d, &tail)?;
+            // The record key: what RecordKey writes for these types.
+            let s = a.1.to_string();
+            prop_assert_eq!(KeyShape::of::<String>().expect("shape").record_key(&s.to_key_bytes()).expect("key"), s.as_bytes().to_vec());
+            prop_assert_eq!(KeyShape::of::<u32>().expect("shape").record_key(&b.to_key_bytes()).expect("key"), b.to_be_bytes().to_vec());
+            prop_assert_eq!(KeyShape::of::<i32>().expect("shape").record_key(&d.to_key_bytes()).expect("key"), d.to_be_bytes().to_vec());
+            prop_assert_eq!(KeyShape::of::<i64>().expect("shape").record_key(&a.0.to_key_bytes()).expect("key"), a.0.to_be_bytes().to_vec());
+            prop_assert!(KeyShape::of::<(i64, String)>().expect("shape").record_key(&(a.0, s).to_key_bytes()).is_err());
         }
 
         #[test]

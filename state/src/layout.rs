@@ -42,6 +42,11 @@ pub const META_WATERMARK: &[u8] = b"watermark";
 /// big-endian (absent when none was seen).
 pub const META_MAX_SEEN: &[u8] = b"max_seen";
 
+/// Meta key: the shape of the partition's keys ([`crate::KeyShape`], as
+/// text), written at each checkpoint when the key type gives one; re-sharding
+/// reads it.
+pub const META_KEY_SHAPE: &[u8] = b"key_shape";
+
 /// Writes the storage key of a timer into `out` (cleared first), without the
 /// space prefix: stores add it.
 pub fn timer_key(domain: u8, at: i64, key: &[u8], name: &str, out: &mut Vec<u8>) {

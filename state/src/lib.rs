@@ -24,7 +24,7 @@ pub mod store;
 pub mod testing;
 pub mod value;
 
-pub use codec::KeyCodec;
+pub use codec::{KeyCodec, KeyPart, KeyShape};
 pub use env::{MemoryBudget, StateEnv, TtlFilter};
 pub use object::ObjectStorage;
 pub use snapshot::{LocalDirStore, Manifest, Prefixed, SnapshotStore};

@@ -52,6 +52,10 @@ fn producer(broker: &dyn Kafka, codec: &str) -> ThreadedProducer<Delivery> {
         "1"
     };
     client_config(broker)
+        // Keys are placed as Kafka's Java clients place them (librdkafka's
+        // default hashes with CRC32): weir's queries and re-sharding
+        // assume this partitioner.
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("batch.num.messages", batch)
         .set("compression.type", codec)
@@ -125,6 +129,29 @@ pub fn produce_compressed(
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(*line);
         if let Some(src) = src_of(line) {
             record = record.key(src);
+        }
+        send_waiting(&p, record);
+    }
+    flush_all(&p, "input");
+}
+
+/// Produces `lines` to `topic` keyed by their `src`, lz4 batches: into the
+/// partition `place` gives a line, or where the partitioner puts its key
+/// when it gives none.
+pub fn produce_placed(
+    broker: &dyn Kafka,
+    topic: &str,
+    lines: &[&[u8]],
+    place: impl Fn(&[u8]) -> Option<i32>,
+) {
+    let p = producer(broker, "lz4");
+    for line in lines {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(*line);
+        if let Some(src) = src_of(line) {
+            record = record.key(src);
+        }
+        if let Some(partition) = place(line) {
+            record = record.partition(partition);
         }
         send_waiting(&p, record);
     }

@@ -20,6 +20,11 @@ pub const THRESHOLD: u32 = 5;
 
 /// The example binary, built by `cargo test` next to the test binaries.
 pub fn example_bin() -> PathBuf {
+    example_bin_named("cef_alerts")
+}
+
+/// The example binary `name`.
+pub fn example_bin_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
@@ -27,7 +32,7 @@ pub fn example_bin() -> PathBuf {
         .expect("target profile dir");
     let bin = dir
         .join("examples")
-        .join(format!("cef_alerts{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} missing: run through `cargo test`, which builds examples",
@@ -276,6 +281,65 @@ pub fn inspect_checkpoint(store: &str, id: u64, env: &[(&str, String)]) -> serde
     })
 }
 
+/// Runs `bin` with `args` to the end of its input, logging to `log`; it
+/// must succeed, and its last run must have resumed from a checkpoint
+/// rather than read all of `lines` again.
+pub fn resume_to_the_end(bin: &Path, args: &[String], log: &Path, lines: usize) {
+    let status = Command::new(bin)
+        .args(args)
+        .stderr(std::fs::File::create(log).expect("log"))
+        .status()
+        .expect("the job runs");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert_resumed(log, lines);
+}
+
+/// `weir checkpoints reshard --store url <extra>`: it must succeed.
+/// Returns what it printed and its summary line.
+pub fn reshard_cli(url: &str, extra: &[&str]) -> (String, String) {
+    let out = checkpoints_cli("reshard", url, extra, &[]);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = printed
+        .lines()
+        .find(|l| l.starts_with("resharded "))
+        .unwrap_or_else(|| panic!("no summary: {printed}"))
+        .to_string();
+    (printed, summary)
+}
+
+/// Runs `bin` with `args` until the store at `store` holds a checkpoint,
+/// then kills it with SIGKILL, before it reached the end of its input.
+pub fn kill_after_a_checkpoint(bin: &Path, args: &[String], store: &str, log: &Path) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log"))
+        .spawn()
+        .expect("the job starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while newest_checkpoint(store, &[]) == 0 {
+        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ended = child.try_wait().expect("poll");
+    assert!(
+        ended.is_none(),
+        "the run finished before it was killed: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
 /// The highest checkpoint id in the store at `url` (any job), as `weir
 /// checkpoints list` shows it; 0 when it holds none.
 pub fn newest_checkpoint(url: &str, env: &[(&str, String)]) -> u64 {
@@ -447,6 +511,12 @@ impl Fixture {
 
     /// `--input`, `--output`, `--state-dir`, then `extra`.
     pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        self.args_in("state", extra)
+    }
+
+    /// [`args`](Self::args) with the state directory `state` (a folder in
+    /// the fixture's).
+    pub fn args_in(&self, state: &str, extra: &[&str]) -> Vec<String> {
         let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
         let mut args = vec![
             "--input".to_string(),
@@ -454,7 +524,7 @@ impl Fixture {
             "--output".to_string(),
             path(&self.output),
             "--state-dir".to_string(),
-            path(&self.dir.path().join("state")),
+            path(&self.dir.path().join(state)),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         args

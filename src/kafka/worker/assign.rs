@@ -161,6 +161,7 @@ where
         });
         lock(&self.parts.lag.0).insert(p, Arc::clone(&progress));
         lock(&self.parts.live).insert(p, generation);
+        lock(&self.parts.actors).insert(p as u32, actor.clone());
         tracing::info!(
             partition = p,
             checkpoint = recovery.checkpoint_id(),
