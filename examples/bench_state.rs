@@ -16,7 +16,9 @@
 //! and then never seen again. The processor keeps a count per key and
 //! never deletes it; with `--ttl` its state lives 60 s of event time after
 //! the key's last record. Prints the size of the state's RocksDB files at
-//! every tenth of the input. Figures go to BENCHMARKS.md.
+//! every tenth of the input. (Without checkpoints, memtables are flushed
+//! only when full, so these sizes lag the state: see BENCHMARKS.md.)
+//! Figures go to BENCHMARKS.md.
 
 use std::io;
 use std::path::Path;
