@@ -51,7 +51,7 @@ pub mod reshard;
 
 pub(crate) use coordinator::{Coordinator, Ready, upload};
 pub use recovery::Recovery;
-pub(crate) use recovery::{newest_usable, recover, take_and_restore};
+pub(crate) use recovery::{newest_usable, recover, skipped_reasons, take_and_restore};
 
 /// Sink names in manifests.
 pub const OUTPUT_SINK: &str = "output";

@@ -64,7 +64,7 @@ use weir_state::layout::{
     META_KEY_SHAPE, META_MAX_SEEN, META_POSITION, META_WATERMARK, parse_timer_key, timer_key,
 };
 use weir_state::value::{decode_body, decode_value, encode_state, encode_value, split_state};
-use weir_state::{KeyCodec, KeyShape, Space, Store};
+use weir_state::{KeyCodec, KeyShape, Space, Store, get_meta_i64};
 
 use crate::Error;
 use crate::clock::Clock;
@@ -464,16 +464,8 @@ impl<P: Processor, S: Store> PartitionCore<P, S> {
         let now = clock.now_ms();
         let mut watermark =
             Watermark::new(config.out_of_orderness_ms, config.idle_watermark_ms, now);
-        let read_i64 = |store: &mut S, key: &[u8]| -> Result<Option<i64>, Error> {
-            Ok(match store.get(Space::Meta, key)? {
-                Some(b) => Some(i64::from_be_bytes(b.as_slice().try_into().map_err(
-                    |_| weir_state::Error::KeyDecode(format!("meta {key:?} is not 8 bytes")),
-                )?)),
-                None => None,
-            })
-        };
-        if let Some(wm) = read_i64(&mut store, META_WATERMARK)? {
-            watermark.restore(wm, read_i64(&mut store, META_MAX_SEEN)?);
+        if let Some(wm) = get_meta_i64(&mut store, META_WATERMARK)? {
+            watermark.restore(wm, get_meta_i64(&mut store, META_MAX_SEEN)?);
         }
         // A watermark saved by an earlier run may stand far ahead (a run
         // that finished its input ends at the maximum; an older version had

@@ -148,6 +148,19 @@ pub(crate) fn newest_usable(
     Ok((choice, highest))
 }
 
+/// Why the checkpoints in `skipped` were skipped, as ` (checkpoint N:
+/// reason; ...)`, or nothing when none was.
+pub(crate) fn skipped_reasons(skipped: &[(u64, String)]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let reasons: Vec<String> = skipped
+        .iter()
+        .map(|(id, r)| format!("checkpoint {id}: {r}"))
+        .collect();
+    format!(" ({})", reasons.join("; "))
+}
+
 /// Restores the newest usable checkpoint of `store`, which must hold
 /// exactly `partitions`, into their directories; empties them when there is
 /// none. With checkpoints present but none usable this is an error unless
@@ -195,15 +208,11 @@ fn restore_newest(
         });
     }
     if !skipped.is_empty() && !start_empty {
-        let reasons: Vec<String> = skipped
-            .iter()
-            .map(|(id, r)| format!("checkpoint {id}: {r}"))
-            .collect();
         return Err(Error::Failed(format!(
-            "no usable checkpoint in {} ({}); start with empty state only if that is acceptable \
+            "no usable checkpoint in {}{}; start with empty state only if that is acceptable \
              (--start-empty)",
             store.describe(),
-            reasons.join("; ")
+            skipped_reasons(&skipped)
         )));
     }
     for &p in partitions {

@@ -32,10 +32,11 @@ use weir_actors::runtime::PartitionCheckpoint;
 use weir_state::layout::{META_KEY_SHAPE, META_MAX_SEEN, META_POSITION, META_WATERMARK};
 use weir_state::snapshot::restore_partition;
 use weir_state::{
-    KeyShape, MemoryBudget, RocksStore, SnapshotStore, Space, StateEnv, Store, owner,
+    KeyShape, Manifest, MemoryBudget, RocksStore, SnapshotStore, Space, StateEnv, Store,
+    get_meta_i64, owner,
 };
 
-use super::{CheckpointSettings, Owner, Ready, job_area, newest_usable, upload};
+use super::{CheckpointSettings, Owner, Ready, job_area, newest_usable, skipped_reasons, upload};
 use crate::kafka::{partition_area, partition_store};
 use crate::partitioner::partition_of;
 use crate::telemetry::Metrics;
@@ -362,22 +363,39 @@ fn find_layout(root: &dyn SnapshotStore, job: &str, topic: Option<&str>) -> Resu
     Ok((Layout::Kafka { topic }, from))
 }
 
-/// Restores a file-mode job's newest usable checkpoint into `env`.
-fn restore_file_job(
+/// Restores the newest usable checkpoint of `area` (holding exactly
+/// `expected` partitions, when given) into `env`: its id, manifest and
+/// size.
+fn restore_into(
     area: &dyn SnapshotStore,
     job: &str,
+    expected: Option<&[u32]>,
     env: &StateEnv,
-) -> Result<(Vec<Old>, u64)> {
-    let (choice, _) = newest_usable(area, job, None, &mut |part| {
+) -> Result<(u64, Manifest, u64)> {
+    let (choice, _) = newest_usable(area, job, expected, &mut |part| {
         Ok(restore_partition(
             area,
             part,
             &env.partition_dir(part.partition),
         )?)
     })?;
-    let Some((id, (manifest, bytes))) = choice.chosen else {
-        return Err(no_checkpoint(area, &choice.skipped));
-    };
+    match choice.chosen {
+        Some((id, (manifest, bytes))) => Ok((id, manifest, bytes)),
+        None => Err(Error::Failed(format!(
+            "no usable checkpoint to re-shard in {}{}",
+            area.describe(),
+            skipped_reasons(&choice.skipped)
+        ))),
+    }
+}
+
+/// Restores a file-mode job's newest usable checkpoint into `env`.
+fn restore_file_job(
+    area: &dyn SnapshotStore,
+    job: &str,
+    env: &StateEnv,
+) -> Result<(Vec<Old>, u64)> {
+    let (id, manifest, bytes) = restore_into(area, job, None, env)?;
     let found: Vec<u32> = manifest.partitions.iter().map(|p| p.partition).collect();
     if found.iter().copied().ne(0..found.len() as u32) {
         return Err(Error::Config(format!(
@@ -405,40 +423,15 @@ fn restore_kafka_partition(
     p: u32,
     env: &StateEnv,
 ) -> Result<(Old, u64)> {
-    let (choice, _) = newest_usable(area, job, Some(&[p]), &mut |part| {
-        Ok(restore_partition(
-            area,
-            part,
-            &env.partition_dir(part.partition),
-        )?)
-    })?;
-    let Some((_, (manifest, bytes))) = choice.chosen else {
-        return Err(no_checkpoint(area, &choice.skipped));
-    };
+    let (_, manifest, bytes) = restore_into(area, job, Some(&[p]), env)?;
     Ok((open_old(env, p, &manifest.sinks)?, bytes))
-}
-
-fn no_checkpoint(area: &dyn SnapshotStore, skipped: &[(u64, String)]) -> Error {
-    let reasons: Vec<String> = skipped
-        .iter()
-        .map(|(id, r)| format!("checkpoint {id}: {r}"))
-        .collect();
-    Error::Failed(format!(
-        "no usable checkpoint to re-shard in {}{}",
-        area.describe(),
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join("; "))
-        }
-    ))
 }
 
 fn open_old(env: &StateEnv, p: u32, sinks: &BTreeMap<String, u64>) -> Result<Old> {
     let mut store = env.open_partition(p)?;
-    let position = read_meta(&mut store, META_POSITION)?.map_or(0, |v| v as u64);
-    let watermark = read_meta(&mut store, META_WATERMARK)?;
-    let max_seen = read_meta(&mut store, META_MAX_SEEN)?;
+    let position = get_meta_i64(&mut store, META_POSITION)?.map_or(0, |v| v as u64);
+    let watermark = get_meta_i64(&mut store, META_WATERMARK)?;
+    let max_seen = get_meta_i64(&mut store, META_MAX_SEEN)?;
     Ok(Old {
         store,
         position,
@@ -446,23 +439,6 @@ fn open_old(env: &StateEnv, p: u32, sinks: &BTreeMap<String, u64>) -> Result<Old
         max_seen,
         sinks: sinks.clone(),
     })
-}
-
-/// An 8-byte big-endian meta value.
-fn read_meta(store: &mut RocksStore, key: &[u8]) -> Result<Option<i64>> {
-    match store.get(Space::Meta, key)? {
-        None => Ok(None),
-        Some(b) => {
-            let bytes: [u8; 8] = b.as_slice().try_into().map_err(|_| {
-                Error::Failed(format!(
-                    "checkpoint metadata {} is {} bytes, not 8",
-                    String::from_utf8_lossy(key),
-                    b.len()
-                ))
-            })?;
-            Ok(Some(i64::from_be_bytes(bytes)))
-        }
-    }
 }
 
 /// The key shape the old partitions recorded, if any did.
@@ -495,13 +471,16 @@ fn move_all(
     moved: &mut Moved,
 ) -> Result<()> {
     let shape = key_shape(olds)?;
-    let missing = || {
-        Error::Failed(
-            "the checkpoint records no key shape (it was written by an earlier weir, or the key \
-             type's KeyCodec gives no shape): run the job once with this version so that it \
-             checkpoints again, then re-shard"
-                .to_string(),
-        )
+    // Needed only for timers, and for every key in Kafka mode.
+    let shape_or_missing = || {
+        shape.as_ref().ok_or_else(|| {
+            weir_state::Error::KeyDecode(
+                "the checkpoint records no key shape (it was written by an earlier weir, or the \
+                 key type's KeyCodec gives no shape): run the job once with this version so that \
+                 it checkpoints again, then re-shard"
+                    .to_string(),
+            )
+        })
     };
     for p in 0..to {
         env.reset_partition(p)?;
@@ -510,10 +489,7 @@ fn move_all(
     let kafka = matches!(layout, Layout::Kafka { .. });
     let route = |encoded: &[u8]| -> Result<u32, weir_state::Error> {
         if kafka {
-            let shape = shape
-                .as_ref()
-                .ok_or_else(|| weir_state::Error::KeyDecode(missing().to_string()))?;
-            Ok(partition_of(&shape.record_key(encoded)?, to))
+            Ok(partition_of(&shape_or_missing()?.record_key(encoded)?, to))
         } else {
             Ok(partition_of(encoded, to))
         }
@@ -536,10 +512,7 @@ fn move_all(
             let mut rest = key
                 .get(9..)
                 .ok_or_else(|| weir_state::Error::KeyDecode("a timer key is too short".into()))?;
-            let shape = shape
-                .as_ref()
-                .ok_or_else(|| weir_state::Error::KeyDecode(missing().to_string()))?;
-            let p = route(shape.split(&mut rest)?)?;
+            let p = route(shape_or_missing()?.split(&mut rest)?)?;
             moved.stores[p as usize].put(Space::Timers, key, value)?;
             moved.sources[p as usize].insert(from);
             moved.timers += 1;

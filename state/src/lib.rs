@@ -28,7 +28,7 @@ pub use codec::{KeyCodec, KeyPart, KeyShape};
 pub use env::{MemoryBudget, StateEnv, TtlFilter};
 pub use object::ObjectStorage;
 pub use snapshot::{LocalDirStore, Manifest, Prefixed, SnapshotStore};
-pub use store::{MemStore, RocksStore, Space, Store};
+pub use store::{MemStore, RocksStore, Space, Store, get_meta_i64};
 
 /// Everything that can go wrong in the state layer.
 #[derive(Debug, thiserror::Error)]

@@ -58,6 +58,24 @@ pub trait Store: Send + 'static {
     fn checkpoint_to(&mut self, dir: &std::path::Path) -> Result<()>;
 }
 
+/// Reads the 8-byte big-endian metadata value `key` (positions,
+/// watermarks) from `store`.
+pub fn get_meta_i64(store: &mut (impl Store + ?Sized), key: &[u8]) -> Result<Option<i64>> {
+    match store.get(Space::Meta, key)? {
+        Some(b) => {
+            let bytes: [u8; 8] = b.as_slice().try_into().map_err(|_| {
+                Error::KeyDecode(format!(
+                    "meta {} is {} bytes, not 8",
+                    String::from_utf8_lossy(key),
+                    b.len()
+                ))
+            })?;
+            Ok(Some(i64::from_be_bytes(bytes)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// One RocksDB instance holding one partition.
 pub struct RocksStore {
     db: DB,
