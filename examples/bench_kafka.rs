@@ -18,7 +18,9 @@
 //!    consumer and with the weir job (consume, decode, keyed state, alerts
 //!    produced), alternately in the same run, `--rounds` times each. Rates
 //!    are from the first record to the last (group join excluded) and from
-//!    the start (join included).
+//!    the start (join included). Each reading also prints the process's
+//!    CPU time per record and how many cores it kept busy; the mock cluster
+//!    runs in this process, so both include the broker's work.
 //!    With `--tls`, every round also runs against a second mock cluster
 //!    that clients reach only through TLS (stunnel in front of it), for
 //!    the cost of TLS against plaintext.
@@ -346,14 +348,66 @@ fn produce_generated(args: &Args, conn: &Conn, topic: &str, codec: &str) -> anyh
     Ok(args.events as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Rates of one reading: (first record to last, start to last).
+/// Rates of one reading: (first record to last, start to last), and the
+/// process's CPU time.
 struct Rates {
     steady: f64,
     with_join: f64,
+    /// CPU time per record over the whole reading, the join included.
+    cpu_us_per_record: f64,
+    /// CPU time over wall time from the first record to the last: how many
+    /// cores the process kept busy.
+    cores_busy: f64,
+}
+
+/// A moment of a reading: the wall clock and the process's CPU time.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    cpu: Option<f64>,
+}
+
+impl Mark {
+    fn now() -> Mark {
+        Mark {
+            at: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+}
+
+/// CPU time this process used so far (all threads, user and system), from
+/// `/proc/self/stat`; `None` where there is no procfs. Its unit, USER_HZ,
+/// is 100 ticks a second on Linux whatever the kernel's own tick.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+impl Rates {
+    /// Rates of `n` records read from `started` until now, the first at
+    /// `first`.
+    fn of(n: u64, started: Mark, first: Mark) -> Rates {
+        let end = Mark::now();
+        let cpu = |from: Mark| from.cpu.zip(end.cpu).map_or(f64::NAN, |(a, b)| b - a);
+        let steady_secs = (end.at - first.at).as_secs_f64();
+        Rates {
+            steady: n as f64 / steady_secs,
+            with_join: n as f64 / (end.at - started.at).as_secs_f64(),
+            cpu_us_per_record: cpu(started) * 1e6 / n as f64,
+            cores_busy: cpu(first) / steady_secs,
+        }
+    }
 }
 
 fn bare_consumer(args: &Args, conn: &Conn, topic: &str, round: u32) -> anyhow::Result<Rates> {
-    let started = Instant::now();
+    let started = Mark::now();
     let c: BaseConsumer = conn
         .config()
         .set(
@@ -371,20 +425,16 @@ fn bare_consumer(args: &Args, conn: &Conn, topic: &str, round: u32) -> anyhow::R
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m?;
             bytes += rdkafka::Message::payload(&m).map_or(0, <[u8]>::len);
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(Mark::now);
             n += 1;
         }
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
+            started.at.elapsed() < Duration::from_secs(600),
             "bare consumer too slow"
         );
     }
     std::hint::black_box(bytes);
-    let first = first.unwrap_or(started);
-    Ok(Rates {
-        steady: n as f64 / first.elapsed().as_secs_f64(),
-        with_join: n as f64 / started.elapsed().as_secs_f64(),
-    })
+    Ok(Rates::of(n, started, first.unwrap_or(started)))
 }
 
 fn processed(lag: &LagHandle) -> u64 {
@@ -477,7 +527,7 @@ fn job(
     round: u32,
 ) -> anyhow::Result<Rates> {
     let dir = tempfile::tempdir()?;
-    let started = Instant::now();
+    let started = Mark::now();
     let group = format!("bench-job-{}-{round}", std::process::id());
     let w = start_worker(
         rt,
@@ -491,23 +541,22 @@ fn job(
     loop {
         let n = processed(&w.lag);
         if n > 0 {
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(Mark::now);
         }
         if n >= args.events {
             break;
         }
         anyhow::ensure!(!w.task.is_finished(), "the job stopped early");
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "job too slow");
+        anyhow::ensure!(
+            started.at.elapsed() < Duration::from_secs(600),
+            "job too slow"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let done = Instant::now();
-    let first = first.unwrap_or(started);
+    let rates = Rates::of(args.events, started, first.unwrap_or(started));
     let report = w.stop(rt)?;
     anyhow::ensure!(report.records >= args.events, "job read {}", report.records);
-    Ok(Rates {
-        steady: args.events as f64 / (done - first).as_secs_f64(),
-        with_join: args.events as f64 / (done - started).as_secs_f64(),
-    })
+    Ok(rates)
 }
 
 fn handover(args: &Args, cluster: &Cluster, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
@@ -672,12 +721,17 @@ fn main() -> anyhow::Result<()> {
                 let job = job(&args, &conn, &rt, &topic, &output, round)?;
                 println!(
                     "{codec} {name} round {round}: bare consumer {:.0} records/s ({:.0} with \
-                     join), weir job {:.0} records/s ({:.0} with join): {:.0} % of bare",
+                     join), weir job {:.0} records/s ({:.0} with join): {:.0} % of bare; \
+                     cpu_us_per_record bare={:.2} job={:.2}, cores busy bare={:.2} job={:.2}",
                     bare.steady,
                     bare.with_join,
                     job.steady,
                     job.with_join,
-                    100.0 * job.steady / bare.steady
+                    100.0 * job.steady / bare.steady,
+                    bare.cpu_us_per_record,
+                    job.cpu_us_per_record,
+                    bare.cores_busy,
+                    job.cores_busy,
                 );
             }
         }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager};
+use rocksdb::{
+    BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager,
+};
 
 use crate::layout::STATE_PREFIX;
 use crate::store::RocksStore;
@@ -117,6 +119,18 @@ impl StateEnv {
         block.set_bloom_filter(10.0, false);
         block.set_cache_index_and_filter_blocks(true);
         block.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // Partitioned index and filters: a table's index and filter are
+        // cut into 4 KiB blocks that the shared cache keeps like data
+        // blocks, under a small top level pinned there. A table's filter
+        // in one block outgrows a cache shard (1 MiB of the default 64 MiB
+        // budget) at about 800,000 keys, and a block larger than its shard
+        // is never kept: every read of a key not in memory then read the
+        // whole filter from the file again and verified its checksum (78 %
+        // of the CPU time of a 4-million-key run; BENCHMARKS.md).
+        block.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        block.set_partition_filters(true);
+        block.set_metadata_block_size(4096);
+        block.set_pin_top_level_index_and_filter(true);
 
         let mut opts = Options::default();
         opts.create_if_missing(true);
